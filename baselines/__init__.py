@@ -1,0 +1,1 @@
+"""Instance-level early-exit baselines, each in its own file, built on `hashee`."""

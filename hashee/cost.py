@@ -1,0 +1,104 @@
+"""One cost definition for every method (METHODS.md section 3): analytic FLOPs and wall-clock.
+
+FLOPs count a multiply-add as 2. For a layer where a sequence has ``q`` tokens computed
+and ``m`` tokens used as keys/values::
+
+    4*q*d^2  (Q + attention-output projections)  +  4*m*d^2  (K + V projections)
+  + 4*q*m*d  (scores + weighted sum)             +  4*q*d*f  (FFN)
+
+A head costs its pooler (2*d^2) plus its classifier (2*d*C); an LTE unit costs 2*d.
+Padding never counts: every function takes real (non-pad) lengths or masks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import torch
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Analytic FLOPs of a BERT-family encoder with ``num_layers`` layers and heads of ``num_labels``."""
+
+    hidden: int
+    ffn: int
+    num_layers: int
+    num_labels: int
+
+    @classmethod
+    def from_config(cls, config: Any, num_labels: int) -> "CostModel":
+        """Build from a Hugging Face config (hidden_size, intermediate_size, num_hidden_layers)."""
+        return cls(config.hidden_size, config.intermediate_size, config.num_hidden_layers, num_labels)
+
+    def layer_flops(self, q: torch.Tensor | float, m: torch.Tensor | float) -> torch.Tensor | float:
+        """FLOPs of one layer computing ``q`` tokens against ``m`` keys/values (per sequence)."""
+        d, f = self.hidden, self.ffn
+        return 4 * q * d * d + 4 * m * d * d + 4 * q * m * d + 4 * q * d * f
+
+    @property
+    def pooler_flops(self) -> int:
+        return 2 * self.hidden * self.hidden
+
+    @property
+    def classifier_flops(self) -> int:
+        return 2 * self.hidden * self.num_labels
+
+    @property
+    def head_flops(self) -> int:
+        """Pooler (dense + tanh) and linear classifier on one [CLS] vector."""
+        return self.pooler_flops + self.classifier_flops
+
+    @property
+    def lte_flops(self) -> int:
+        """BERxiT's learning-to-exit unit: linear(d, 1)."""
+        return 2 * self.hidden
+
+    def full_flops(self, lengths: torch.Tensor, depth: int | None = None) -> torch.Tensor:
+        """Per-sequence FLOPs of running ``depth`` (default all) full layers plus the final head."""
+        depth = self.num_layers if depth is None else depth
+        n = lengths.to(torch.float64)
+        return depth * self.layer_flops(n, n) + self.head_flops
+
+    def token_exit_flops(self, exit_layers: torch.Tensor, depth: int, attend_exited: bool = True) -> torch.Tensor:
+        """Per-sequence FLOPs of token-level exits.
+
+        ``exit_layers`` is ``[B, n]`` with each real token's exit layer in ``1..depth`` and 0 on
+        padding. At layer ``l`` the computed tokens are those with exit >= l; keys/values are all
+        real tokens (``attend_exited``) or only the computed ones.
+        """
+        e = exit_layers.to(torch.int64)
+        real = (e > 0).sum(dim=1).to(torch.float64)
+        total = torch.zeros(e.shape[0], dtype=torch.float64, device=e.device)
+        for layer in range(1, depth + 1):
+            q = (e >= layer).sum(dim=1).to(torch.float64)
+            m = real if attend_exited else q
+            total += self.layer_flops(q, m)
+        return total + self.head_flops
+
+    def row_exit_flops(self, lengths: torch.Tensor, exit_layer: torch.Tensor, per_layer_head_flops: int) -> torch.Tensor:
+        """Per-sequence FLOPs when whole sequences exit after ``exit_layer`` (1..L) layers.
+
+        ``per_layer_head_flops`` is what is evaluated after every layer run (heads, LTE units).
+        """
+        n = lengths.to(torch.float64)
+        k = exit_layer.to(torch.float64)
+        return k * (self.layer_flops(n, n) + per_layer_head_flops)
+
+
+def time_inference(run_batch: Callable[[Any], Any], batches: Iterable[Any], warmup: int = 2) -> float:
+    """Seconds to run ``run_batch`` over every batch under ``torch.inference_mode``, after warm-up.
+
+    The first ``warmup`` batches are run once untimed so that allocator and kernel caches are hot;
+    then every batch (warm-up ones included) is timed in one pass.
+    """
+    batches = list(batches)
+    with torch.inference_mode():
+        for batch in batches[:warmup]:
+            run_batch(batch)
+        start = time.perf_counter()
+        for batch in batches:
+            run_batch(batch)
+        return time.perf_counter() - start

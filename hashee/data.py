@@ -1,0 +1,145 @@
+"""One LightningDataModule for every task and method: tokenize once (cached), batch by length, pad per batch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import datasets
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Sampler
+from transformers import PreTrainedTokenizerBase
+
+from hashee.tasks import TaskData, TaskSpec, load_task_data
+
+SPLITS = ("train", "val", "test")
+
+
+class LengthGroupedSampler(Sampler[list[int]]):
+    """Batches of similar lengths: shuffle, cut into pools of ``pool`` batches, sort each pool by length.
+
+    Deterministic for a seed and an epoch (``set_epoch``); batch order is shuffled too.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, shuffle: bool = True, pool: int = 50) -> None:
+        self.lengths, self.batch_size, self.seed, self.shuffle, self.pool = lengths, batch_size, seed, shuffle, pool
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = list(range(len(self.lengths)))
+        rng = random.Random(self.seed + 1000003 * self.epoch)
+        if self.shuffle:
+            rng.shuffle(order)
+            span = self.batch_size * self.pool
+            chunks = [order[i:i + span] for i in range(0, len(order), span)]
+            order = [i for chunk in chunks for i in sorted(chunk, key=lambda j: self.lengths[j])]
+        else:
+            order.sort(key=lambda j: self.lengths[j])
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.shuffle:
+            rng.shuffle(batches)
+        return iter(batches)
+
+
+def pad_batch(rows: list[Mapping[str, Any]], pad_id: int, is_regression: bool) -> dict[str, torch.Tensor]:
+    """Dynamic padding to the longest row of the batch; returns input_ids, attention_mask, token_type_ids, labels."""
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    types = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        n = len(row["input_ids"])
+        ids[i, :n] = torch.as_tensor(row["input_ids"])
+        mask[i, :n] = 1
+        if row.get("token_type_ids") is not None:
+            types[i, :n] = torch.as_tensor(row["token_type_ids"])
+    labels = torch.tensor([r["label"] for r in rows], dtype=torch.float32 if is_regression else torch.long)
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels}
+
+
+class TaskDataModule(pl.LightningDataModule):
+    """Loads a task's train/val/test splits, tokenizes them (cached on disk) and serves length-grouped batches."""
+
+    def __init__(self, spec: TaskSpec, data_cfg: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase,
+                 tokenizer_name: str, batch_size: int = 32, eval_batch_size: int = 32, max_length: int = 128,
+                 seed: int = 0, cache_dir: str | None = None) -> None:
+        super().__init__()
+        self.spec, self.data_cfg, self.tokenizer, self.tokenizer_name = spec, data_cfg, tokenizer, tokenizer_name
+        self.batch_size, self.eval_batch_size, self.max_length, self.seed = batch_size, eval_batch_size, max_length, seed
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.task_data: TaskData | None = None
+        self.encoded: dict[str, datasets.Dataset] = {}
+
+    # -- preparation -----------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        """Load and tokenize every split once (idempotent)."""
+        if self.encoded:
+            return
+        self.task_data = load_task_data(self.spec, self.data_cfg)
+        for split in SPLITS:
+            self.encoded[split] = self._tokenize(getattr(self.task_data, split), split)
+
+    def _cache_file(self, dataset: datasets.Dataset, split: str) -> str | None:
+        """A cache path keyed by the split's content fingerprint, the tokenizer and max_length."""
+        if self.cache_dir is None:
+            return None
+        key = json.dumps([self.spec.name, split, dataset._fingerprint, self.tokenizer_name, self.max_length])
+        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        return str(self.cache_dir / f"tok-{self.spec.name}-{split}-{digest}.arrow")
+
+    def _tokenize(self, dataset: datasets.Dataset, split: str) -> datasets.Dataset:
+        pair = self.spec.is_pair
+
+        def encode(batch: dict[str, list]) -> dict[str, list]:
+            args = (batch["text_a"], batch["text_b"]) if pair else (batch["text_a"],)
+            out = self.tokenizer(*args, truncation=True, max_length=self.max_length)
+            return {"input_ids": out["input_ids"], "token_type_ids": out.get("token_type_ids", [None] * len(out["input_ids"]))}
+
+        keep = ["label"]
+        drop = [c for c in dataset.column_names if c not in keep]
+        cache = self._cache_file(dataset, split)
+        return dataset.map(encode, batched=True, remove_columns=drop, cache_file_name=cache,
+                           load_from_cache_file=cache is not None, desc=f"tokenize {split}")
+
+    # -- loaders ---------------------------------------------------------------------------
+    def lengths(self, split: str) -> list[int]:
+        return [len(ids) for ids in self.encoded[split]["input_ids"]]
+
+    def token_ids(self, split: str = "train") -> list[list[int]]:
+        """Token ids (with [CLS]/[SEP], no padding) of every example of a split: what hashes are built from."""
+        return list(self.encoded[split]["input_ids"])
+
+    def labels(self, split: str = "train") -> list[float]:
+        return list(self.encoded[split]["label"])
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        sampler = LengthGroupedSampler(self.lengths(split), batch_size, self.seed, shuffle=shuffle)
+        pad_id = self.tokenizer.pad_token_id or 0
+        regression = self.spec.is_regression
+        return DataLoader(self.encoded[split], batch_sampler=sampler,
+                          collate_fn=lambda rows: pad_batch(rows, pad_id, regression))
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    def eval_batches(self, split: str) -> list[dict[str, torch.Tensor]]:
+        """Every batch of an evaluation split, materialized (used for timing and curves)."""
+        return list(self._loader(split, self.eval_batch_size, shuffle=False))

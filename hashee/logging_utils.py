@@ -1,0 +1,85 @@
+"""W&B logger creation (never fatal) and the end-of-run summary table."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+log = logging.getLogger(__name__)
+
+
+def make_logger(cfg: DictConfig, run_dir: Path, resolved: Mapping[str, Any]) -> Any | None:
+    """A WandbLogger as configured (offline by default, runs saved under ``run_dir``), or None.
+
+    A W&B failure (not installed, no network in online mode, bad entity) is reported in one
+    warning line and the run continues without W&B.
+    """
+    settings = cfg.logger
+    if settings.get("mode", "disabled") == "disabled":
+        return None
+    try:
+        from pytorch_lightning.loggers import WandbLogger
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        logger = WandbLogger(
+            project=settings.get("project", "hashee-bench"), entity=settings.get("entity"),
+            group=settings.get("group"), tags=[str(t) for t in settings.get("tags") or []],
+            name=settings.get("run_name"), save_dir=str(run_dir), offline=settings.get("mode") == "offline",
+            config=dict(resolved), job_type=str(cfg.method.name),
+        )
+        logger.experiment  # start the run now, so that a failure shows here and not mid-training
+        return logger
+    except Exception as exc:  # noqa: BLE001 - W&B must never fail a run
+        log.warning("W&B logging disabled for this run: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return None
+
+
+def flatten(prefix: str, value: Any) -> dict[str, Any]:
+    """Flatten nested dicts of scalars into ``prefix/key`` entries (lists and strings skipped)."""
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out.update(flatten(f"{prefix}/{key}" if prefix else str(key), inner))
+        return out
+    return {prefix: value} if isinstance(value, (int, float)) and not isinstance(value, bool) else {}
+
+
+def log_summary(logger: Any | None, results: Mapping[str, Any]) -> None:
+    """Put the test metrics, validation metrics and cost block into the W&B run summary."""
+    if logger is None:
+        return
+    try:
+        scalars = {**flatten("test", results.get("metrics", {})), **flatten("val_final", results.get("val_metrics", {})),
+                   **flatten("cost", results.get("cost", {}))}
+        logger.experiment.summary.update(scalars)
+        logger.log_metrics(scalars)
+        extra = results.get("method_info", {})
+        if extra:
+            logger.experiment.summary.update({"method_info": extra})
+        logger.experiment.finish()
+    except Exception as exc:  # noqa: BLE001 - W&B must never fail a run
+        log.warning("W&B summary not logged: %s", exc)
+
+
+def print_summary(results: Mapping[str, Any], console: Console | None = None) -> None:
+    """A short table: task, method, reported metrics, speed-ups, where results.json is."""
+    console = console or Console()
+    cost = results.get("cost", {})
+    table = Table(title=f"{results['task']} / {results['method']} (seed {results['seed']})", show_header=True)
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in results.get("metrics", {}).items():
+        table.add_row(f"{results.get('reported_split', 'test')} {key}", f"{value:.4f}")
+    for key, value in results.get("val_metrics", {}).items():
+        table.add_row(f"val {key}", f"{value:.4f}")
+    for key in ("flops_speedup", "measured_speedup", "efficiency", "time_s", "time_full_s"):
+        if key in cost:
+            table.add_row(key, f"{cost[key]:.3f}")
+    console.print(table)
+    console.print(f"results: {Path(results['run_dir']) / 'results.json'}")

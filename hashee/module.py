@@ -1,0 +1,120 @@
+"""The LightningModule every method builds on: shared encoder, head, loss, optimizer, validation metrics.
+
+A method subclasses :class:`ExitModule` and defines ``forward`` (logits for a batch, with its own
+exits) and ``batch_flops`` (analytic FLOPs per sequence of what ``forward`` computed at inference).
+Methods with an operating point (thresholds, patience) also override ``calibrate``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+
+from hashee.backbone import Backbone
+from hashee.cost import CostModel
+from hashee.data import TaskDataModule
+from hashee.encoder import MultiExitEncoder
+from hashee.metrics import compute_metrics
+from hashee.tasks import TaskSpec
+
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
+
+
+class ExitModule(pl.LightningModule):
+    """Backbone (as a :class:`MultiExitEncoder`) + dropout + linear classifier on the pooled [CLS]."""
+
+    def __init__(self, spec: TaskSpec, backbone: Backbone, optim: Mapping[str, Any], name: str = "full") -> None:
+        super().__init__()
+        self.spec, self.method_name = spec, name
+        self.optim = dict(optim)
+        config = backbone.model.config
+        self.encoder = MultiExitEncoder(backbone.model)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, spec.num_labels)
+        self.cost = CostModel.from_config(config, spec.num_labels)
+        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    # -- to override -----------------------------------------------------------------------
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def batch_flops(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:  # pragma: no cover - abstract
+        """Analytic FLOPs per sequence of ``predict`` on this batch (METHODS.md section 3)."""
+        raise NotImplementedError
+
+    def prepare(self, datamodule: TaskDataModule, cache_dir: str | None) -> dict[str, Any]:
+        """Build anything derived from the training split before training (e.g. a hash). Returns a summary."""
+        return {}
+
+    def calibrate(self, datamodule: TaskDataModule, target_speedup: float | None) -> dict[str, Any]:
+        """Choose the operating point on the validation split. Returns what was chosen (empty if nothing)."""
+        return {}
+
+    def predict(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Inference logits at the chosen operating point (default: ``forward``)."""
+        return self(batch)
+
+    def predict_with_flops(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the FLOPs per sequence of that very inference (exits decided once)."""
+        return self.predict(batch), self.batch_flops(batch)
+
+    # -- shared pieces ---------------------------------------------------------------------
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Pooler on [CLS], dropout, classifier: logits ``[B, C]``."""
+        return self.classifier(self.dropout(self.encoder.pool(hidden)))
+
+    def full_logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The full model (every layer, every token): the reference for measured speed-up."""
+        hidden = self.encoder.forward_full(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        return self.head(hidden)
+
+    def full_flops(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.cost.full_flops(batch["attention_mask"].sum(dim=1))
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy, or MSE on the single output for regression."""
+        if self.spec.is_regression:
+            return F.mse_loss(logits.squeeze(-1).float(), labels.float())
+        return F.cross_entropy(logits.float(), labels)
+
+    # -- Lightning hooks -------------------------------------------------------------------
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.loss(self(batch), batch["labels"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].shape[0])
+        return loss
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        self._val_outputs.append((self(batch).detach().float().cpu(), batch["labels"].cpu()))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_outputs:
+            return
+        logits = torch.cat([o[0] for o in self._val_outputs])
+        labels = torch.cat([o[1] for o in self._val_outputs])
+        self._val_outputs.clear()
+        metrics = compute_metrics(self.spec, logits, labels)
+        for key, value in metrics.items():
+            self.log(f"val/{key}", value, prog_bar=key == self.spec.primary_metric)
+        self.log("val/primary", metrics[self.spec.primary_metric])
+
+    def trainable_parameters(self) -> list[dict[str, Any]]:
+        """AdamW parameter groups: weight decay on weights, none on biases and LayerNorms."""
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                (no_decay if any(k in name for k in NO_DECAY) else decay).append(param)
+        return [{"params": decay, "weight_decay": float(self.optim.get("weight_decay", 0.01))},
+                {"params": no_decay, "weight_decay": 0.0}]
+
+    def configure_optimizers(self) -> Any:
+        """AdamW (groups actually passed, unlike the original) with linear warmup then linear decay."""
+        optimizer = torch.optim.AdamW(self.trainable_parameters(), lr=float(self.optim.get("lr", 5e-5)))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(float(self.optim.get("warmup_ratio", 0.1)) * total)
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

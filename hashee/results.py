@@ -1,0 +1,63 @@
+"""results.json: the contract every run fills. Written atomically; ``status: complete`` comes last."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+RESULTS_FILE = "results.json"
+PACKAGES = ("torch", "transformers", "pytorch-lightning", "hydra-core", "omegaconf", "datasets", "torchmetrics", "wandb", "hashee-bench")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that determine a result (and Python's)."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
+    """Write JSON to a temporary file in the same folder, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle, indent=2, default=_jsonable)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def write_results(run_dir: Path, results: Mapping[str, Any], status: str) -> Path:
+    """Write ``results.json`` with ``status`` as its last key (``running``, ``complete`` or ``failed``)."""
+    payload = {k: v for k, v in results.items() if k != "status"}
+    payload["status"] = status
+    path = Path(run_dir) / RESULTS_FILE
+    write_json_atomic(path, payload)
+    return path
+
+
+def read_results(run_dir: Path) -> dict[str, Any] | None:
+    """The results of a run directory, or None if there is none or it is unreadable."""
+    path = Path(run_dir) / RESULTS_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -1,0 +1,140 @@
+"""One run: config -> task -> data -> method -> train (select on val) -> calibrate (val) -> test -> results."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+
+from hashee.backbone import load_backbone
+from hashee.cost import time_inference
+from hashee.data import TaskDataModule
+from hashee.logging_utils import log_summary, make_logger, print_summary
+from hashee.metrics import compute_metrics
+from hashee.module import ExitModule
+from hashee.results import package_versions, write_results
+from hashee.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir(cfg: DictConfig) -> str:
+    return str(Path(str(cfg.data.cache_dir)).expanduser())
+
+
+def build_data(cfg: DictConfig, spec: TaskSpec, tokenizer: Any, tokenizer_name: str) -> TaskDataModule:
+    """The shared data module, set up (loaded + tokenized)."""
+    datamodule = TaskDataModule(spec, cfg.data, tokenizer, tokenizer_name, batch_size=int(cfg.data.batch_size),
+                                eval_batch_size=int(cfg.data.eval_batch_size), max_length=int(cfg.data.max_length),
+                                seed=int(cfg.seed), cache_dir=str(Path(cache_dir(cfg)) / "tokenized"))
+    datamodule.setup()
+    return datamodule
+
+
+def evaluate(module: ExitModule, batches: list[Mapping[str, torch.Tensor]]) -> dict[str, Any]:
+    """Logits, labels and FLOPs (method and full model, real lengths) of one pass over ``batches``."""
+    logits, labels, flops, full = [], [], 0.0, 0.0
+    with torch.inference_mode():
+        for batch in batches:
+            out, cost = module.predict_with_flops(batch)
+            logits.append(out.float().cpu())
+            labels.append(batch["labels"].cpu())
+            flops += float(cost.sum())
+            full += float(module.full_flops(batch).sum())
+    return {"logits": torch.cat(logits), "labels": torch.cat(labels), "flops": flops, "flops_full": full}
+
+
+def measure_times(module: ExitModule, batches: list[Mapping[str, torch.Tensor]], warmup: int, repeats: int) -> tuple[float, float]:
+    """Wall-clock (method, full model) over the same batches, same process and threads; best of ``repeats``.
+
+    The two are interleaved so that a slow phase of the machine hits both alike.
+    """
+    method_times, full_times = [], []
+    for _ in range(max(1, repeats)):
+        full_times.append(time_inference(module.full_logits, batches, warmup))
+        method_times.append(time_inference(module.predict, batches, warmup))
+    return min(method_times), min(full_times)
+
+
+def cost_block(module: ExitModule, test: Mapping[str, Any], batches: list, cfg: DictConfig) -> dict[str, Any]:
+    """FLOPs and wall-clock speed-ups on the reported split (METHODS.md section 3)."""
+    block: dict[str, Any] = {
+        "flops": test["flops"], "flops_full": test["flops_full"],
+        "flops_speedup": test["flops_full"] / test["flops"],
+        "batch_size": int(cfg.data.eval_batch_size), "threads": torch.get_num_threads(),
+        "examples": int(test["labels"].shape[0]),
+    }
+    if cfg.eval.timing:
+        time_s, time_full_s = measure_times(module, batches, int(cfg.eval.warmup_batches), int(cfg.eval.timing_repeats))
+        block.update(time_s=time_s, time_full_s=time_full_s, measured_speedup=time_full_s / time_s)
+        block["efficiency"] = block["measured_speedup"] / block["flops_speedup"]
+    return block
+
+
+def train(cfg: DictConfig, module: ExitModule, datamodule: TaskDataModule, run_dir: Path, logger: Any) -> dict[str, Any]:
+    """Fit with the configured trainer; keep the checkpoint that is best on the validation split."""
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/primary", mode="max",
+                                 save_top_k=1, save_weights_only=True, auto_insert_metric_name=False)
+    callbacks = [checkpoint, RichProgressBar(leave=True)] if cfg.progress_bar else [checkpoint]
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger or False,
+                                                  default_root_dir=str(run_dir), enable_progress_bar=bool(cfg.progress_bar))
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    seconds = time.perf_counter() - start
+    best = checkpoint.best_model_path
+    if best:
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    score = checkpoint.best_model_score
+    return {"train_time_s": seconds, "epochs": trainer.current_epoch, "steps": trainer.global_step,
+            "best_checkpoint": best or None, "best_val_primary": None if score is None else float(score)}
+
+
+def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run one configured experiment end to end and write ``results.json`` into ``run_dir``."""
+    run_dir = Path(run_dir)
+    if cfg.eval.threads:
+        torch.set_num_threads(int(cfg.eval.threads))
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    results: dict[str, Any] = {"task": cfg.task.name, "method": cfg.method.name, "seed": int(cfg.seed),
+                               "run_dir": str(run_dir), "config": resolved, "versions": package_versions()}
+    write_results(run_dir, results, status="running")
+
+    spec = TaskSpec.from_config(cfg.task)
+    backbone = load_backbone(cfg.backbone)
+    datamodule = build_data(cfg, spec, backbone.tokenizer, backbone.source)
+    module: ExitModule = hydra.utils.instantiate(cfg.method, spec=spec, backbone=backbone, optim=cfg.optim, _recursive_=False)
+    method_info = {"prepare": module.prepare(datamodule, cache_dir(cfg))}
+    logger = make_logger(cfg, run_dir, resolved)
+
+    results["train"] = train(cfg, module, datamodule, run_dir, logger)
+    results["train"].update(examples=len(datamodule.encoded["train"]), val_examples=len(datamodule.encoded["val"]))
+    module.eval()
+    target = cfg.get("target_speedup")
+    method_info["operating_point"] = module.calibrate(datamodule, None if target is None else float(target))
+
+    val = evaluate(module, datamodule.eval_batches("val"))
+    test_batches = datamodule.eval_batches("test")
+    test = evaluate(module, test_batches)
+    metrics = compute_metrics(spec, test["logits"], test["labels"])
+    results.update(
+        reported_split=spec.test_split_name,
+        metrics=metrics,
+        primary_metric=spec.primary_metric,
+        primary=metrics[spec.primary_metric],
+        val_metrics=compute_metrics(spec, val["logits"], val["labels"]),
+        val_flops_speedup=val["flops_full"] / val["flops"],
+        cost=cost_block(module, test, test_batches, cfg),
+        method_info=method_info,
+    )
+    write_results(run_dir, results, status="complete")
+    log_summary(logger, results)
+    print_summary(results)
+    return results

@@ -1,0 +1,69 @@
+"""Analytic FLOPs (METHODS.md section 3) against torch's FLOP counter on the matrix products."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from hashee.cost import CostModel, time_inference
+from hashee.encoder import MultiExitEncoder
+
+
+def _counted(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def _setup(backbone):
+    encoder = MultiExitEncoder(backbone.model).eval()
+    encoder.attention_impl = "math"  # SDPA on CPU is invisible to the counter; math is identical
+    head = torch.nn.Linear(encoder.hidden_size, 3)
+    cost = CostModel.from_config(backbone.model.config, num_labels=3)
+    return encoder, head, cost
+
+
+def test_full_model_flops_match_counter(minilm_backbone, real_batch):
+    encoder, head, cost = _setup(minilm_backbone)
+    row = {k: v[2:3, : int(real_batch["attention_mask"][2].sum())] for k, v in real_batch.items()}
+    n = row["input_ids"].shape[1]
+
+    def run():
+        hidden = encoder.forward_full(row["input_ids"], row["attention_mask"], row["token_type_ids"])
+        head(encoder.pool(hidden))
+
+    counted = _counted(run)
+    analytic = float(cost.full_flops(torch.tensor([n])))
+    assert abs(counted - analytic) / analytic < 0.01
+
+
+def test_token_exit_flops_match_counter_for_attend_and_drop(minilm_backbone, real_batch):
+    encoder, head, cost = _setup(minilm_backbone)
+    n = int(real_batch["attention_mask"][2].sum())
+    ids = real_batch["input_ids"][2:3, :n]
+    mask = torch.ones_like(ids)
+    exits = torch.tensor([[6] + [1, 2, 3, 4, 5, 6, 1, 1, 2, 3] * 10][0][:n]).unsqueeze(0)
+    exits[0, 0] = 6
+    for attend in (True, False):
+        def run():
+            head(encoder.pool(encoder.forward_token_exits(ids, mask, exits, 6, attend_exited=attend)))
+
+        counted = _counted(run)
+        analytic = float(cost.token_exit_flops(exits, 6, attend_exited=attend))
+        assert abs(counted - analytic) / analytic < 0.01, (attend, counted, analytic)
+
+
+def test_layer_flops_formula_and_padding_free():
+    cost = CostModel(hidden=4, ffn=16, num_layers=2, num_labels=2)
+    assert cost.layer_flops(3, 5) == 4 * 3 * 16 + 4 * 5 * 16 + 4 * 3 * 5 * 4 + 4 * 3 * 4 * 16
+    exits = torch.tensor([[2, 1, 1, 0, 0], [2, 2, 2, 2, 2]])
+    per_seq = cost.token_exit_flops(exits, depth=2)
+    expected0 = cost.layer_flops(3, 3) + cost.layer_flops(1, 3) + cost.head_flops
+    assert float(per_seq[0]) == expected0
+    assert float(per_seq[1]) == float(cost.full_flops(torch.tensor([5]))[0])
+
+
+def test_time_inference_runs_every_batch():
+    seen = []
+    seconds = time_inference(seen.append, [1, 2, 3], warmup=2)
+    assert seen == [1, 2, 1, 2, 3] and seconds >= 0

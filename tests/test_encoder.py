@@ -1,0 +1,140 @@
+"""The multi-exit encoder: exact against transformers, batch/padding invariant, really skipping tokens."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import BertForSequenceClassification
+
+from hashee.encoder import MultiExitEncoder, make_gather
+
+
+def _encoder(backbone) -> MultiExitEncoder:
+    return MultiExitEncoder(backbone.model).eval()
+
+
+def test_full_pass_equals_hf_bertmodel_on_real_text(minilm_backbone, real_batch):
+    model = minilm_backbone.model.eval()
+    encoder = _encoder(minilm_backbone)
+    with torch.no_grad():
+        ref = model(**real_batch)
+        hidden = encoder.forward_full(real_batch["input_ids"], real_batch["attention_mask"], real_batch["token_type_ids"])
+    real = real_batch["attention_mask"].bool()
+    assert torch.allclose(hidden[real], ref.last_hidden_state[real], atol=1e-5)
+    assert torch.allclose(encoder.pool(hidden), ref.pooler_output, atol=1e-5)
+
+
+def test_token_exits_at_last_layer_equal_hf_sequence_classification(minilm_backbone, real_batch):
+    """Every token exiting at layer L reproduces BertForSequenceClassification's logits."""
+    config = copy.deepcopy(minilm_backbone.model.config)
+    config.num_labels = 3
+    clf = BertForSequenceClassification(config).eval()
+    clf.bert.load_state_dict(minilm_backbone.model.state_dict())
+    encoder = MultiExitEncoder(clf.bert).eval()
+    real = real_batch["attention_mask"].bool()
+    exits = torch.where(real, config.num_hidden_layers, 0)
+    with torch.no_grad():
+        ref = clf(**real_batch).logits
+        hidden = encoder.forward_token_exits(real_batch["input_ids"], real_batch["attention_mask"], exits,
+                                             config.num_hidden_layers, real_batch["token_type_ids"])
+        ours = clf.classifier(encoder.pool(hidden))
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def _random_exits(mask: torch.Tensor, depth: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    exits = torch.randint(1, depth + 1, mask.shape, generator=gen)
+    exits[:, 0] = depth
+    return torch.where(mask.bool(), exits, 0)
+
+
+@pytest.mark.parametrize("attend", [True, False])
+def test_logits_do_not_depend_on_batch_companions_or_padding(minilm_backbone, real_batch, attend):
+    encoder = _encoder(minilm_backbone)
+    ids, mask, types = real_batch["input_ids"], real_batch["attention_mask"], real_batch["token_type_ids"]
+    exits = _random_exits(mask, 6, seed=1)
+    with torch.no_grad():
+        together = encoder.pool(encoder.forward_token_exits(ids, mask, exits, 6, types, attend_exited=attend))
+        for row in range(ids.shape[0]):
+            n = int(mask[row].sum())
+            # alone, without padding
+            alone = encoder.pool(encoder.forward_token_exits(ids[row:row + 1, :n], mask[row:row + 1, :n],
+                                                             exits[row:row + 1, :n], 6, types[row:row + 1, :n],
+                                                             attend_exited=attend))
+            assert torch.allclose(alone[0], together[row], atol=1e-5)
+            # with extra padding of garbage ids
+            pad = torch.full((1, 7), 999)
+            padded_ids = torch.cat([ids[row:row + 1, :n], pad], dim=1)
+            padded_mask = torch.cat([mask[row:row + 1, :n], torch.zeros(1, 7, dtype=mask.dtype)], dim=1)
+            padded_exits = torch.cat([exits[row:row + 1, :n], torch.zeros(1, 7, dtype=exits.dtype)], dim=1)
+            more = encoder.pool(encoder.forward_token_exits(padded_ids, padded_mask, padded_exits, 6,
+                                                            torch.zeros_like(padded_ids), attend_exited=attend))
+            assert torch.allclose(more[0], together[row], atol=1e-5)
+
+
+def test_exited_tokens_keep_the_state_of_their_exit_layer(tiny_backbone):
+    encoder = _encoder(tiny_backbone)
+    torch.manual_seed(0)
+    ids = torch.randint(1000, 2000, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[2, 6:] = 0
+    exits = _random_exits(mask, 4, seed=3)
+    with torch.no_grad():
+        final = encoder.forward_token_exits(ids, mask, exits, 4)
+        for layer in range(1, 5):
+            # run the same exits but stop at `layer`: tokens with exit == layer are final there
+            upto = encoder.forward_token_exits(ids, mask, exits.clamp(max=layer), layer)
+            done = exits == layer
+            assert torch.allclose(final[done], upto[done], atol=1e-6)
+
+
+def test_attend_and_drop_differ_and_drop_ignores_exited_tokens(tiny_backbone):
+    encoder = _encoder(tiny_backbone)
+    torch.manual_seed(0)
+    ids = torch.randint(1000, 2000, (2, 10))
+    mask = torch.ones_like(ids)
+    exits = torch.full_like(ids, 4)
+    exits[:, 5:] = 1
+    with torch.no_grad():
+        attend = encoder.forward_token_exits(ids, mask, exits, 4, attend_exited=True)[:, 0]
+        drop = encoder.forward_token_exits(ids, mask, exits, 4, attend_exited=False)[:, 0]
+        assert not torch.allclose(attend, drop, atol=1e-4)
+        # in drop mode, changing the frozen tokens' ids after layer 1 only matters through layer 1
+        ids2 = ids.clone()
+        ids2[:, 5:] = 1500
+        dropped2 = encoder.forward_token_exits(ids2, mask, exits, 4, attend_exited=False)[:, 0]
+        assert not torch.allclose(drop, dropped2)  # they still shaped layer 1, as they should
+
+
+def test_gather_computes_only_active_tokens():
+    q = torch.tensor([[1, 1, 0, 1], [1, 0, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    kv = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    plan = make_gather(q, kv)
+    assert plan.q_flat.tolist() == [0, 1, 3, 4]
+    assert plan.rows == 2 and plan.q_max == 3 and plan.kv_max == 4  # the row with no query is skipped
+    assert plan.kv_flat.tolist() == [0, 1, 2, 3, 4, 5, 6]
+    assert plan.key_mask[:, 0, 0].tolist() == [[True] * 4, [True, True, True, False]]
+
+
+def test_math_attention_matches_sdpa(minilm_backbone, real_batch):
+    encoder = _encoder(minilm_backbone)
+    exits = _random_exits(real_batch["attention_mask"], 6, seed=2)
+    args = (real_batch["input_ids"], real_batch["attention_mask"], exits, 6, real_batch["token_type_ids"])
+    with torch.no_grad():
+        sdpa = encoder.forward_token_exits(*args)
+        encoder.attention_impl = "math"
+        math_out = encoder.forward_token_exits(*args)
+    real = real_batch["attention_mask"].bool()
+    assert torch.allclose(sdpa[real], math_out[real], atol=1e-5)
+
+
+def test_gradients_flow_through_gathered_layers(tiny_backbone):
+    encoder = MultiExitEncoder(copy.deepcopy(tiny_backbone.model)).train()
+    ids = torch.randint(1000, 2000, (2, 6))
+    mask = torch.ones_like(ids)
+    exits = _random_exits(mask, 4, seed=0)
+    encoder.pool(encoder.forward_token_exits(ids, mask, exits, 4)).sum().backward()
+    assert encoder.layers[3].attention.self.query.weight.grad is not None
+    assert encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0
