@@ -38,6 +38,7 @@ class ExitModule(pl.LightningModule):
         self.classifier = nn.Linear(config.hidden_size, spec.num_labels)
         self.cost = CostModel.from_config(config, spec.num_labels)
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.stage = "main"
 
     # -- to override -----------------------------------------------------------------------
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:  # pragma: no cover - abstract
@@ -46,6 +47,17 @@ class ExitModule(pl.LightningModule):
     def batch_flops(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:  # pragma: no cover - abstract
         """Analytic FLOPs per sequence of ``predict`` on this batch (METHODS.md section 3)."""
         raise NotImplementedError
+
+    def training_stages(self) -> tuple[str, ...]:
+        """Names of the training stages, run in order, each with a fresh Trainer and optimizer.
+
+        ``self.stage`` holds the current one while it trains (read it in ``training_step`` and
+        ``configure_optimizers``)."""
+        return ("main",)
+
+    def evaluation_curve(self, batches: list[Mapping[str, torch.Tensor]]) -> list[dict[str, Any]] | None:
+        """Quality vs FLOPs speed-up over the method's knob on these batches (None if it has no knob)."""
+        return None
 
     def prepare(self, datamodule: TaskDataModule, cache_dir: str | None) -> dict[str, Any]:
         """Build anything derived from the training split before training (e.g. a hash). Returns a summary."""

@@ -78,13 +78,15 @@ def cost_block(module: ExitModule, test: Mapping[str, Any], batches: list, cfg: 
     return block
 
 
-def train(cfg: DictConfig, module: ExitModule, datamodule: TaskDataModule, run_dir: Path, logger: Any) -> dict[str, Any]:
-    """Fit with the configured trainer; keep the checkpoint that is best on the validation split."""
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/primary", mode="max",
-                                 save_top_k=1, save_weights_only=True, auto_insert_metric_name=False)
+def fit_stage(cfg: DictConfig, module: ExitModule, datamodule: TaskDataModule, run_dir: Path, logger: Any,
+              stage: str) -> dict[str, Any]:
+    """Fit one training stage; keep the checkpoint that is best on the validation split."""
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=f"best-{stage}", monitor="val/primary",
+                                 mode="max", save_top_k=1, save_weights_only=True, auto_insert_metric_name=False)
     callbacks = [checkpoint, RichProgressBar(leave=True)] if cfg.progress_bar else [checkpoint]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger or False,
                                                   default_root_dir=str(run_dir), enable_progress_bar=bool(cfg.progress_bar))
+    module.train()  # from_pretrained returns eval mode, and Lightning keeps the mode it finds
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     seconds = time.perf_counter() - start
@@ -92,8 +94,17 @@ def train(cfg: DictConfig, module: ExitModule, datamodule: TaskDataModule, run_d
     if best:
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     score = checkpoint.best_model_score
-    return {"train_time_s": seconds, "epochs": trainer.current_epoch, "steps": trainer.global_step,
+    return {"stage": stage, "train_time_s": seconds, "epochs": trainer.current_epoch, "steps": trainer.global_step,
             "best_checkpoint": best or None, "best_val_primary": None if score is None else float(score)}
+
+
+def train(cfg: DictConfig, module: ExitModule, datamodule: TaskDataModule, run_dir: Path, logger: Any) -> dict[str, Any]:
+    """Run the method's training stages in order (most methods have one; DeeBERT has two)."""
+    stages = []
+    for stage in module.training_stages():
+        module.stage = stage
+        stages.append(fit_stage(cfg, module, datamodule, run_dir, logger, stage))
+    return {"stages": stages, "train_time_s": sum(s["train_time_s"] for s in stages)}
 
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -124,6 +135,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     test_batches = datamodule.eval_batches("test")
     test = evaluate(module, test_batches)
     metrics = compute_metrics(spec, test["logits"], test["labels"])
+    curve = module.evaluation_curve(test_batches)
+    if curve is not None:
+        method_info["test_curve"] = curve
     results.update(
         reported_split=spec.test_split_name,
         metrics=metrics,

@@ -45,3 +45,28 @@ def minilm_backbone():
 @pytest.fixture(scope="session")
 def real_batch(minilm_backbone):
     return dict(minilm_backbone.tokenizer(REAL_TEXT, padding=True, return_tensors="pt"))
+
+
+def compose_config(overrides: list[str]):
+    """The root Hydra config with ``overrides``, as the CLI would build it (no run directory)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="hashee_conf", version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+TINY_RUN = ["backbone=tiny", "logger=none", "progress_bar=false", "data.train_limit=96", "data.val_limit=48",
+            "data.test_limit=64", "data.max_length=48", "trainer.max_epochs=1", "eval.timing_repeats=1",
+            "eval.warmup_batches=1"]
+
+
+@pytest.fixture
+def run_tiny(tmp_path):
+    """Run one experiment on the tiny backbone (embedded rotten_tomatoes by default) and return its results."""
+    from hashee.run import run_experiment
+
+    def run(*overrides: str, name: str = "run"):
+        cfg = compose_config(TINY_RUN + [f"data.cache_dir={tmp_path / 'cache'}", *overrides])
+        return run_experiment(cfg, tmp_path / name)
+
+    return run
