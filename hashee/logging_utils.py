@@ -62,9 +62,28 @@ def log_summary(logger: Any | None, results: Mapping[str, Any]) -> None:
         extra = results.get("method_info", {})
         if extra:
             logger.experiment.summary.update({"method_info": extra})
+        log_hash_tables(logger, extra.get("prepare", {}).get("hash"))
         logger.experiment.finish()
     except Exception as exc:  # noqa: BLE001 - W&B must never fail a run
         log.warning("W&B summary not logged: %s", exc)
+
+
+def log_hash_tables(logger: Any, described: Mapping[str, Any] | None) -> None:
+    """HashEE: bucket sizes and the training exit-layer histogram as W&B tables and bar charts."""
+    if not described:
+        return
+    import wandb
+
+    histogram = described.get("train_exit_histogram") or []
+    table = wandb.Table(columns=["exit_layer", "train_tokens"], data=[[i + 1, c] for i, c in enumerate(histogram)])
+    buckets = wandb.Table(columns=["bucket", "exit_layer", "types", "train_token_mass"],
+                          data=[[k, layer, types, mass] for k, (layer, types, mass) in enumerate(zip(
+                              described.get("layer_per_bucket") or [], described.get("bucket_types") or [],
+                              described.get("bucket_token_mass") or []))])
+    logger.experiment.log({
+        "hash/exit_histogram": wandb.plot.bar(table, "exit_layer", "train_tokens", title="train tokens per exit layer"),
+        "hash/buckets": buckets,
+    })
 
 
 def print_summary(results: Mapping[str, Any], console: Console | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,6 +24,9 @@ from hashee.results import package_versions, write_results
 from hashee.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
+logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)  # no banner/tips
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
 def cache_dir(cfg: DictConfig) -> str:

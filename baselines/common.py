@@ -1,0 +1,284 @@
+"""Shared pieces of the instance-level baselines: per-layer heads, row-level exits, operating points.
+
+A :class:`LayerwiseExitModule` has one head per layer (head ``L`` is the final classifier) and an
+exit rule that reads each layer's head output. The rule is written once, as one step
+(:meth:`LayerwiseExitModule.exit_step`), and used by both
+
+- batched inference (:meth:`LayerwiseExitModule.exit_inference`): every row exits on its own and
+  exited rows leave the batch (hidden states and masks are sliced, the layer is re-planned), so
+  compute really falls and a row's result does not depend on its companions;
+- calibration: one full pass records every layer's output on the validation batches, then each
+  knob value is simulated by replaying the same step over the records (no extra forward passes).
+
+FLOPs follow METHODS.md section 3: every layer run (``layer_flops(n, n)``, n = real length) plus
+every head evaluated after it (:meth:`LayerwiseExitModule.head_cost`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from hashee.data import TaskDataModule
+from hashee.encoder import make_gather
+from hashee.errors import ConfigError
+from hashee.metrics import compute_metrics
+from hashee.module import ExitModule
+
+State = dict[str, torch.Tensor]
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax entropy per row in fp32: ``logsumexp(z) - sum softmax(z) * z`` (NaN if the logits are)."""
+    z = logits.float()
+    return torch.logsumexp(z, dim=-1) - (z.softmax(dim=-1) * z).sum(dim=-1)
+
+
+def below(values: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``values < threshold`` where a NaN value is never below (it means "do not exit here")."""
+    return (values < threshold) & ~torch.isnan(values)
+
+
+def pooler_copies(pooler: nn.Module, count: int) -> nn.ModuleList:
+    """``count`` independent copies of the (already loaded, pretrained) pooler."""
+    return nn.ModuleList(copy.deepcopy(pooler) for _ in range(count))
+
+
+@dataclass
+class LayerOutput:
+    """What a layer's head produced for the rows it saw: logits ``[B, C]`` and an optional score ``[B]``."""
+
+    logits: torch.Tensor
+    score: torch.Tensor | None = None
+
+
+@contextlib.contextmanager
+def inference(module: nn.Module) -> Iterator[None]:
+    """Eval mode and ``inference_mode`` for the block; the training flag is restored afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        module.train(was_training)
+
+
+def choose_operating_point(curve: Sequence[Mapping[str, Any]], target: float) -> tuple[Mapping[str, Any], bool]:
+    """The point whose FLOPs speed-up is closest at or above ``target`` (ties: best primary).
+
+    If no point reaches the target, the fastest point; the flag says whether the target was reached.
+    """
+    reaching = [p for p in curve if p["flops_speedup"] >= target]
+    if reaching:
+        return min(reaching, key=lambda p: (p["flops_speedup"], -p["primary"])), True
+    return max(curve, key=lambda p: (p["flops_speedup"], p["primary"])), False
+
+
+def drop_rows(keep: torch.Tensor, rows: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor,
+              state: State) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, State]:
+    """Keep only the rows flagged in ``keep`` (row ids, hidden states, masks, exit state), trimming padding."""
+    index = keep.nonzero(as_tuple=True)[0]
+    mask = mask.index_select(0, index)
+    width = int(mask.any(dim=0).nonzero().max()) + 1
+    return (rows.index_select(0, index), hidden.index_select(0, index)[:, :width], mask[:, :width],
+            {k: v.index_select(0, index) for k, v in state.items()})
+
+
+class LayerwiseExitModule(ExitModule):
+    """Base of the row-level (instance) exit methods: one head per layer and a per-layer exit rule.
+
+    Subclasses define :meth:`layer_head`, :meth:`exit_step`, :meth:`training_loss`, and set
+    ``knob_name`` / ``self.knob`` (the value used by ``predict``) and ``self.knob_grid``.
+    """
+
+    knob_name = "knob"
+
+    def __init__(self, spec: Any, backbone: Any, optim: Mapping[str, Any], name: str) -> None:
+        super().__init__(spec, backbone, optim, name=name)
+        self.num_layers = self.encoder.num_layers
+        if self.num_layers < 2:
+            raise ConfigError(f"{name}: instance-level exits need a backbone with at least 2 layers")
+        self.knob: Any = None
+        self.knob_grid: list[Any] = []
+        self._val_layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    # -- to override -----------------------------------------------------------------------
+    def layer_head(self, index: int, hidden: torch.Tensor) -> LayerOutput:  # pragma: no cover - abstract
+        """Head of layer ``index`` (0-based) on hidden states ``[B, n, d]``."""
+        raise NotImplementedError
+
+    def exit_step(self, index: int, out: LayerOutput, state: State, knob: Any) -> tuple[torch.Tensor, State]:
+        """Whether each row exits after layer ``index`` (< L-1) given its head output; new per-row state."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def init_state(self, rows: int, device: torch.device) -> State:
+        """Per-row exit state before layer 1 (e.g. PABEE's counter)."""
+        return {}
+
+    def head_cost(self, index: int) -> int:
+        """FLOPs per sequence of what is evaluated after layer ``index`` (default: pooler + classifier)."""
+        return self.cost.head_flops
+
+    def training_loss(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:  # pragma: no cover
+        """The method's training loss on one mini-batch (``batch_idx``: index within the epoch)."""
+        raise NotImplementedError
+
+    def validation_primary(self, per_layer: list[dict[str, float]]) -> float:
+        """The checkpoint-selection score from each layer's validation metrics (default: final layer)."""
+        return per_layer[-1][self.spec.primary_metric]
+
+    # -- passes ----------------------------------------------------------------------------
+    def hidden_states(self, batch: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Hidden states after each of the L layers, every row and real token computed."""
+        hidden = self.encoder.embed(batch["input_ids"], batch.get("token_type_ids"))
+        plan = make_gather(batch["attention_mask"].bool())
+        states = []
+        for index in range(self.num_layers):
+            hidden = self.encoder.layer(index, hidden, plan)
+            states.append(hidden)
+        return states
+
+    def all_layer_outputs(self, batch: Mapping[str, torch.Tensor]) -> list[LayerOutput]:
+        """Every layer's head output on the whole batch (no exit): training and calibration records."""
+        return [self.layer_head(i, h) for i, h in enumerate(self.hidden_states(batch))]
+
+    def exit_inference(self, batch: Mapping[str, torch.Tensor], knob: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[B, C]`` and exit layer ``[B]`` (1..L), each row exiting on its own.
+
+        Exited rows are removed from the batch before the next layer runs, and the padded width is
+        trimmed to the remaining rows, so later layers only compute what is still needed.
+        """
+        knob = self.knob if knob is None else knob
+        mask = batch["attention_mask"].bool()
+        hidden = self.encoder.embed(batch["input_ids"], batch.get("token_type_ids"))
+        rows = torch.arange(mask.shape[0], device=mask.device)
+        state = self.init_state(mask.shape[0], mask.device)
+        logits = exit_layer = None
+        plan = make_gather(mask)
+        for index in range(self.num_layers):
+            hidden = self.encoder.layer(index, hidden, plan)
+            out = self.layer_head(index, hidden)
+            if logits is None:
+                logits = out.logits.new_zeros(mask.shape[0], out.logits.shape[-1])
+                exit_layer = torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
+            if index == self.num_layers - 1:
+                exits = torch.ones_like(rows, dtype=torch.bool)
+            else:
+                exits, state = self.exit_step(index, out, state, knob)
+            logits[rows[exits]] = out.logits[exits]
+            exit_layer[rows[exits]] = index + 1
+            if bool(exits.all()):
+                break
+            if bool(exits.any()):
+                rows, hidden, mask, state = drop_rows(~exits, rows, hidden, mask, state)
+                plan = make_gather(mask)
+        return logits, exit_layer
+
+    # -- cost ------------------------------------------------------------------------------
+    def exit_flops(self, lengths: torch.Tensor, exit_layer: torch.Tensor) -> torch.Tensor:
+        """FLOPs per sequence of running layers 1..exit_layer and every head evaluated after them."""
+        n = lengths.to(torch.float64)
+        cumulative = torch.tensor([0] + [self.head_cost(i) for i in range(self.num_layers)],
+                                  dtype=torch.float64, device=lengths.device).cumsum(0)
+        k = exit_layer.to(torch.long)
+        return k.to(torch.float64) * self.cost.layer_flops(n, n) + cumulative[k]
+
+    # -- ExitModule interface ----------------------------------------------------------------
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.exit_inference(batch)[0]
+
+    def predict_with_flops(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, exit_layer = self.exit_inference(batch)
+        return logits, self.exit_flops(batch["attention_mask"].sum(dim=1), exit_layer)
+
+    def batch_flops(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.predict_with_flops(batch)[1]
+
+    # -- operating points -------------------------------------------------------------------
+    def record(self, batches: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """One pass: every layer's logits ``[L, N, C]`` and scores ``[L, N]`` (NaN if none), lengths, labels."""
+        logits, scores, lengths, labels = [], [], [], []
+        with inference(self):
+            for batch in batches:
+                outs = self.all_layer_outputs(batch)
+                logits.append(torch.stack([o.logits.float().cpu() for o in outs]))
+                scores.append(torch.stack([o.score.float().cpu() if o.score is not None
+                                           else torch.full(o.logits.shape[:1], float("nan")) for o in outs]))
+                lengths.append(batch["attention_mask"].sum(dim=1).cpu())
+                labels.append(batch["labels"].cpu())
+        return {"logits": torch.cat(logits, dim=1), "scores": torch.cat(scores, dim=1),
+                "lengths": torch.cat(lengths), "labels": torch.cat(labels)}
+
+    def simulate(self, record: Mapping[str, torch.Tensor], knob: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Replay the exit rule over recorded layers: (logits ``[N, C]``, exit layer ``[N]``)."""
+        count = record["lengths"].shape[0]
+        exit_layer = torch.zeros(count, dtype=torch.long)
+        state = self.init_state(count, torch.device("cpu"))
+        for index in range(self.num_layers - 1):
+            out = LayerOutput(record["logits"][index], record["scores"][index])
+            exits, state = self.exit_step(index, out, state, knob)
+            exit_layer = torch.where((exit_layer == 0) & exits, index + 1, exit_layer)
+        exit_layer = torch.where(exit_layer == 0, self.num_layers, exit_layer)
+        logits = record["logits"][exit_layer - 1, torch.arange(count)]
+        return logits, exit_layer
+
+    def curve_point(self, record: Mapping[str, torch.Tensor], knob: Any) -> dict[str, Any]:
+        """Metrics and FLOPs speed-up of one knob value on recorded batches."""
+        logits, exit_layer = self.simulate(record, knob)
+        metrics = compute_metrics(self.spec, logits, record["labels"])
+        flops = float(self.exit_flops(record["lengths"], exit_layer).sum())
+        full = float(self.cost.full_flops(record["lengths"]).sum())
+        return {"knob": self.knob_name, "value": knob, "metrics": metrics, "primary": metrics[self.spec.primary_metric],
+                "flops_speedup": full / flops, "mean_exit_layer": float(exit_layer.double().mean())}
+
+    def curve(self, record: Mapping[str, torch.Tensor]) -> list[dict[str, Any]]:
+        return [self.curve_point(record, knob) for knob in self.knob_grid]
+
+    def evaluation_curve(self, batches: list[Mapping[str, torch.Tensor]]) -> list[dict[str, Any]]:
+        """Quality vs FLOPs speed-up over the knob grid on ``batches`` (reported, never used to choose)."""
+        return self.curve(self.record(batches))
+
+    def calibrate(self, datamodule: TaskDataModule, target_speedup: float | None) -> dict[str, Any]:
+        """Choose the knob on the validation split only; set it on the module and return the choice."""
+        record = self.record(datamodule.eval_batches("val"))
+        curve = self.curve(record)
+        if target_speedup is None:
+            point, reached = self.curve_point(record, self.knob), None
+            note = "no target speed-up: the knob from the method config"
+        else:
+            point, reached = choose_operating_point(curve, target_speedup)
+            note = ("closest FLOPs speed-up at or above the target" if reached
+                    else "no knob value reaches the target: the fastest point")
+        self.knob = point["value"]
+        return {"knob": self.knob_name, "value": point["value"], "target_speedup": target_speedup,
+                "val_flops_speedup": point["flops_speedup"], "val_primary": point["primary"],
+                "reached_target": reached, "note": note, "val_curve": curve}
+
+    # -- Lightning hooks -------------------------------------------------------------------
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.training_loss(batch, batch_idx)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].shape[0])
+        return loss
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        outs = self.all_layer_outputs(batch)
+        self._val_layers.append((torch.stack([o.logits.detach().float().cpu() for o in outs]), batch["labels"].cpu()))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_layers:
+            return
+        logits = torch.cat([o[0] for o in self._val_layers], dim=1)
+        labels = torch.cat([o[1] for o in self._val_layers])
+        self._val_layers.clear()
+        per_layer = [compute_metrics(self.spec, layer_logits, labels) for layer_logits in logits]
+        for index, metrics in enumerate(per_layer):
+            self.log(f"val/layer{index + 1}_primary", metrics[self.spec.primary_metric])
+        for key, value in per_layer[-1].items():
+            self.log(f"val/{key}", value, prog_bar=key == self.spec.primary_metric)
+        self.log("val/primary", self.validation_primary(per_layer))

@@ -1,0 +1,50 @@
+"""Static-k: the first k layers, then the backbone's pooler and a linear classifier (METHODS.md section 2).
+
+No exit decision: every instance runs exactly k layers, in training and at inference. Training is
+plain cross-entropy (MSE for regression) on layer k. The knob k is fixed before training, so
+there is nothing to calibrate afterwards (``calibrate`` returns ``{}``, no curve). ``layers: null``
+derives k from ``target_speedup`` (the largest k with L / k >= target, the layer ratio that the
+FLOPs speed-up approaches; the one final head makes the realised speed-up slightly lower), or
+uses half the depth when no target is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from hashee.backbone import Backbone
+from hashee.errors import ConfigError
+from hashee.module import ExitModule
+from hashee.tasks import TaskSpec
+
+
+def layers_for_target(num_layers: int, target_speedup: float | None) -> int:
+    """k from a target speed-up (largest k with L / k >= target), or L // 2 without one."""
+    if target_speedup is None:
+        return max(1, num_layers // 2)
+    if target_speedup <= 0:
+        raise ConfigError(f"static: target_speedup must be > 0, got {target_speedup}")
+    return max(1, min(num_layers, int(num_layers // target_speedup)))
+
+
+class StaticExit(ExitModule):
+    """First ``layers`` layers + pooler + linear; CE on layer k."""
+
+    def __init__(self, spec: TaskSpec, backbone: Backbone, optim: Mapping[str, Any], layers: int | None = None,
+                 target_speedup: float | None = None, name: str = "static") -> None:
+        super().__init__(spec, backbone, optim, name=name)
+        depth = self.encoder.num_layers
+        self.layers = int(layers) if layers is not None else layers_for_target(
+            depth, None if target_speedup is None else float(target_speedup))
+        if not 1 <= self.layers <= depth:
+            raise ConfigError(f"static: layers must be in 1..{depth} for this backbone, got {self.layers}")
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.encoder.forward_full(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
+                                           depth=self.layers)
+        return self.head(hidden)
+
+    def batch_flops(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.cost.full_flops(batch["attention_mask"].sum(dim=1), depth=self.layers)
