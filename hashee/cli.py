@@ -1,9 +1,15 @@
-"""The ``hashee-bench`` command: a thin Hydra entry point around :func:`hashee.run.run_experiment`."""
+"""The ``hashee-bench`` command: a thin Hydra entry point around :func:`hashee.run.run_experiment`.
+
+In a multirun, a job whose directory already holds complete results for the same configuration
+is skipped (so an interrupted sweep resumes), and a failing job is recorded and never stops the
+others. A single run that fails on bad config or data prints one line and exits with status 2.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
@@ -13,6 +19,7 @@ from omegaconf import DictConfig
 
 from hashee.errors import HasheeError
 from hashee.results import read_results, write_results
+from hashee.sweep import config_fingerprint, is_complete, record_job
 
 log = logging.getLogger("hashee")
 
@@ -32,13 +39,35 @@ def app(cfg: DictConfig) -> float | None:
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    sweep_dir = Path(hydra_cfg.sweep.dir)
+    job = {"job": hydra_cfg.job.override_dirname or run_dir.name, "run_dir": str(run_dir)}
+    fingerprint = config_fingerprint(cfg)
+    previous = read_results(run_dir)
+    if is_complete(previous, fingerprint):
+        log.info("skipping %s: complete results for this configuration exist", run_dir)
+        if multirun:
+            record_job(sweep_dir, {**job, "status": "skipped"})
+        return float(previous["primary"])
     try:
-        return float(run_experiment(cfg, run_dir)["primary"])
+        primary = float(run_experiment(cfg, run_dir, fingerprint)["primary"])
     except HasheeError as exc:
         fail(run_dir, str(exc))
-        if hydra_cfg.mode == RunMode.RUN:
+        if not multirun:
             sys.exit(2)
+        record_job(sweep_dir, {**job, "status": "failed", "error": str(exc)})
         return None
+    except Exception as exc:  # noqa: BLE001 - in a sweep one failing job never stops the others
+        if not multirun:
+            raise
+        log.error("job %s failed:\n%s", job["job"], traceback.format_exc())
+        line = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        fail(run_dir, line)
+        record_job(sweep_dir, {**job, "status": "failed", "error": line})
+        return None
+    if multirun:
+        record_job(sweep_dir, {**job, "status": "ran"})
+    return primary
 
 
 def main() -> None:

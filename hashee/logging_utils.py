@@ -29,7 +29,7 @@ def make_logger(cfg: DictConfig, run_dir: Path, resolved: Mapping[str, Any]) -> 
         os.environ.setdefault("WANDB_SILENT", "true")
         logger = WandbLogger(
             project=settings.get("project", "hashee-bench"), entity=settings.get("entity"),
-            group=settings.get("group"), tags=[str(t) for t in settings.get("tags") or []],
+            group=settings.get("group"), tags=run_tags(cfg) + [str(t) for t in settings.get("tags") or []],
             name=settings.get("run_name"), save_dir=str(run_dir), offline=settings.get("mode") == "offline",
             config=dict(resolved), job_type=str(cfg.method.name),
         )
@@ -38,6 +38,18 @@ def make_logger(cfg: DictConfig, run_dir: Path, resolved: Mapping[str, Any]) -> 
     except Exception as exc:  # noqa: BLE001 - W&B must never fail a run
         log.warning("W&B logging disabled for this run: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return None
+
+
+def run_tags(cfg: DictConfig) -> list[str]:
+    """Tags that let W&B compare runs: task, method, hash (HashEE), target speed-up, seed."""
+    tags = [f"task:{cfg.task.name}", f"method:{cfg.method.name}", f"seed:{cfg.seed}"]
+    target = cfg.get("target_speedup")
+    if cfg.method.name == "hashee":
+        tags.append(f"hash:{cfg.hash.name}")
+        target = cfg.hashee.get("target_speedup")
+    if target is not None:
+        tags.append(f"speedup:{target}")
+    return tags
 
 
 def flatten(prefix: str, value: Any) -> dict[str, Any]:

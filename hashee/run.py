@@ -21,6 +21,7 @@ from hashee.logging_utils import log_summary, make_logger, print_summary
 from hashee.metrics import compute_metrics
 from hashee.module import ExitModule
 from hashee.results import package_versions, write_results
+from hashee.sweep import config_fingerprint
 from hashee.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def train(cfg: DictConfig, module: ExitModule, datamodule: TaskDataModule, run_d
     return {"stages": stages, "train_time_s": sum(s["train_time_s"] for s in stages)}
 
 
-def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def run_experiment(cfg: DictConfig, run_dir: Path, fingerprint: str | None = None) -> dict[str, Any]:
     """Run one configured experiment end to end and write ``results.json`` into ``run_dir``."""
     run_dir = Path(run_dir)
     if cfg.eval.threads:
@@ -119,7 +120,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     results: dict[str, Any] = {"task": cfg.task.name, "method": cfg.method.name, "seed": int(cfg.seed),
-                               "run_dir": str(run_dir), "config": resolved, "versions": package_versions()}
+                               "run_dir": str(run_dir), "config_fingerprint": fingerprint or config_fingerprint(cfg),
+                               "config": resolved, "versions": package_versions()}
     write_results(run_dir, results, status="running")
 
     spec = TaskSpec.from_config(cfg.task)

@@ -1,0 +1,254 @@
+"""``hashee-report SWEEP_DIR``: turn the results.json files of a (possibly partial) sweep into a report.
+
+Writes ``<out>/report.md``, ``report.html``, ``runs.csv`` and PNG plots: per task, primary metric
+vs FLOPs speed-up and vs measured speed-up (one line per method, the full model as a dashed
+reference), and the training exit-layer histogram of every HashEE hash. ``--wandb`` logs the same
+tables and plots to a W&B run in the sweep's group (offline unless ``--online``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import html
+import json
+import math
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+COLUMNS = ["task", "method", "target", "seeds", "primary_metric", "primary_mean", "primary_std",
+           "flops_speedup", "measured_speedup", "efficiency"]
+
+
+def method_label(results: dict[str, Any]) -> str:
+    """``hashee[frequency]`` for HashEE (the hash matters), the method name otherwise."""
+    config = results.get("config", {})
+    if results.get("method") == "hashee":
+        return f"hashee[{config.get('hash', {}).get('name', '?')}]"
+    return str(results.get("method"))
+
+
+def requested_target(results: dict[str, Any]) -> float | None:
+    config = results.get("config", {})
+    value = config.get("hashee", {}).get("target_speedup") if results.get("method") == "hashee" else None
+    value = value if value is not None else config.get("target_speedup")
+    return None if value is None else float(value)
+
+
+def collect_runs(sweep_dir: Path) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Flat rows of every complete run under ``sweep_dir`` and a count of runs by status."""
+    rows, statuses = [], defaultdict(int)
+    for path in sorted(sweep_dir.rglob("results.json")):
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            statuses["unreadable"] += 1
+            continue
+        statuses[results.get("status", "unknown")] += 1
+        if results.get("status") != "complete":
+            continue
+        cost = results.get("cost", {})
+        described = results.get("method_info", {}).get("prepare", {}).get("hash") or {}
+        rows.append({
+            "task": results["task"], "method": method_label(results), "target": requested_target(results),
+            "seed": results.get("seed"), "primary_metric": results.get("primary_metric"), "primary": results.get("primary"),
+            "flops_speedup": cost.get("flops_speedup"), "measured_speedup": cost.get("measured_speedup"),
+            "efficiency": cost.get("efficiency"), "run_dir": str(path.parent),
+            "exit_histogram": described.get("train_exit_histogram"),
+            **{f"metric.{k}": v for k, v in results.get("metrics", {}).items()},
+        })
+    return rows, dict(statuses)
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    clean = [v for v in values if v is not None]
+    return statistics.fmean(clean) if clean else None
+
+
+def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean +- std over seeds for every (task, method, target)."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["task"], row["method"], row["target"])].append(row)
+    table = []
+    for (task, method, target), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
+        primaries = [m["primary"] for m in members]
+        table.append({
+            "task": task, "method": method, "target": target, "seeds": len(members),
+            "primary_metric": members[0]["primary_metric"], "primary_mean": statistics.fmean(primaries),
+            "primary_std": statistics.stdev(primaries) if len(primaries) > 1 else 0.0,
+            "flops_speedup": _mean(m["flops_speedup"] for m in members),
+            "measured_speedup": _mean(m["measured_speedup"] for m in members),
+            "efficiency": _mean(m["efficiency"] for m in members),
+        })
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if not math.isnan(value) else "nan"
+    return str(value)
+
+
+def markdown_table(table: list[dict[str, Any]]) -> str:
+    lines = ["| task | method | target | seeds | metric | mean ± std | FLOPs speed-up | measured speed-up | efficiency |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|"]
+    for r in table:
+        lines.append(f"| {r['task']} | {r['method']} | {_fmt(r['target'])} | {r['seeds']} | {r['primary_metric']} | "
+                     f"{r['primary_mean']:.4f} ± {r['primary_std']:.4f} | {_fmt(r['flops_speedup'])} | "
+                     f"{_fmt(r['measured_speedup'])} | {_fmt(r['efficiency'])} |")
+    return "\n".join(lines)
+
+
+def html_page(title: str, table: list[dict[str, Any]], images: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in COLUMNS) + "</tr>" for r in table)
+    figures = "".join(f'<figure><img src="{html.escape(i)}" width="640"><figcaption>{html.escape(i)}</figcaption></figure>'
+                      for i in images)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+            "padding:3px 8px;text-align:right}</style></head>"
+            f"<body><h1>{html.escape(title)}</h1><table><tr>{head}</tr>{body}</table>{figures}</body></html>")
+
+
+def plot_task(task: str, table: list[dict[str, Any]], axis: str, out: Path) -> Path | None:
+    """Primary metric vs a speed-up axis, one line per method, the full model as a dashed reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in table if r["task"] == task and r[axis] is not None]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_method[r["method"]].append(r)
+    for method, members in sorted(by_method.items()):
+        members.sort(key=lambda r: r[axis])
+        if method == "full":
+            ax.axhline(statistics.fmean(m["primary_mean"] for m in members), color="black", linestyle="--",
+                       linewidth=1, label="full model")
+            continue
+        ax.errorbar([m[axis] for m in members], [m["primary_mean"] for m in members],
+                    yerr=[m["primary_std"] for m in members], marker="o", capsize=3, label=method)
+    ax.set_xlabel("FLOPs speed-up" if axis == "flops_speedup" else "measured wall-clock speed-up")
+    ax.set_ylabel(rows[0]["primary_metric"])
+    ax.set_title(f"{task}: {rows[0]['primary_metric']} vs {'FLOPs' if axis == 'flops_speedup' else 'measured'} speed-up")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / f"{task}_{axis}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_exit_histograms(rows: list[dict[str, Any]], out: Path) -> Path | None:
+    """Training exit-layer histograms of every HashEE hash (one bar group per hash and target)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seen: dict[str, list[int]] = {}
+    for row in rows:
+        if row["exit_histogram"] and row["method"].startswith("hashee"):
+            seen.setdefault(f"{row['task']} {row['method']} s={_fmt(row['target'])}", row["exit_histogram"])
+    if not seen:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    width = 0.8 / len(seen)
+    for i, (label, counts) in enumerate(sorted(seen.items())):
+        total = sum(counts) or 1
+        ax.bar([layer + 1 + i * width - 0.4 + width / 2 for layer in range(len(counts))],
+               [c / total for c in counts], width=width, label=label)
+    ax.set_xlabel("exit layer")
+    ax.set_ylabel("share of training tokens")
+    ax.set_title("HashEE: training tokens per exit layer")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    path = out / "exit_histograms.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    keys = sorted({k for r in rows for k in r if k != "exit_histogram"},
+                  key=lambda k: (k.startswith("metric."), k))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def build_report(sweep_dir: Path, out: Path) -> dict[str, Any]:
+    """Write the report files; return what was written and the run counts."""
+    rows, statuses = collect_runs(sweep_dir)
+    if not rows:
+        raise SystemExit(f"error: no complete results.json under {sweep_dir} (found: {statuses or 'none'})")
+    out.mkdir(parents=True, exist_ok=True)
+    table = aggregate(rows)
+    images = []
+    for task in sorted({r["task"] for r in table}):
+        for axis in ("flops_speedup", "measured_speedup"):
+            path = plot_task(task, table, axis, out)
+            if path:
+                images.append(path.name)
+    hist = plot_exit_histograms(rows, out)
+    if hist:
+        images.append(hist.name)
+    title = f"hashee-bench report: {sweep_dir.name}"
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(statuses.items()))
+    md = [f"# {title}", "", f"Runs found: {counts}.", "", markdown_table(table), ""]
+    md += [f"![{i}]({i})" for i in images]
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    (out / "report.html").write_text(html_page(title, table, images))
+    write_csv(rows, out / "runs.csv")
+    return {"out": str(out), "table": table, "images": images, "statuses": statuses, "rows": rows}
+
+
+def log_to_wandb(report: dict[str, Any], sweep_dir: Path, online: bool) -> None:
+    """Log the comparison table and plots to a W&B run in the sweep's group; never fatal."""
+    try:
+        import wandb
+
+        run = wandb.init(project="hashee-bench", group=sweep_dir.name, job_type="report", name=f"report-{sweep_dir.name}",
+                         mode="online" if online else "offline", dir=report["out"])
+        table = wandb.Table(columns=COLUMNS, data=[[r[c] for c in COLUMNS] for r in report["table"]])
+        run.log({"comparison": table, **{f"plots/{i}": wandb.Image(str(Path(report["out"]) / i)) for i in report["images"]}})
+        run.finish()
+        print(f"W&B: logged the report to a run in group '{sweep_dir.name}' ({'online' if online else 'offline'})")
+    except Exception as exc:  # noqa: BLE001
+        print(f"W&B: not logged ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); the local report is written")
+        return
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hashee-report", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="report folder (default: SWEEP_DIR/report)")
+    parser.add_argument("--wandb", action="store_true", help="also log tables and plots to W&B")
+    parser.add_argument("--online", action="store_true", help="W&B online instead of offline")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        print(f"error: {args.sweep_dir} is not a directory", file=sys.stderr)
+        return 2
+    report = build_report(args.sweep_dir, args.out or args.sweep_dir / "report")
+    print(markdown_table(report["table"]))
+    print(f"report: {Path(report['out']) / 'report.md'} ({len(report['images'])} plots)")
+    if args.wandb:
+        log_to_wandb(report, args.sweep_dir, args.online)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

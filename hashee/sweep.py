@@ -1,0 +1,152 @@
+"""Resumable, validated Hydra multiruns.
+
+- :func:`config_fingerprint` identifies what a job computes; a job whose run directory already
+  holds a complete ``results.json`` with the same fingerprint is skipped (see ``hashee.cli``).
+- :class:`SweepCallback` (a Hydra callback, wired in ``conf/config.yaml``) checks every swept
+  value before any job starts, logs each job's outcome to ``<sweep dir>/sweep_log.jsonl`` (works
+  for launchers that run jobs in other processes), and prints how many jobs ran, were skipped and
+  failed, with their error lines, when the sweep ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from omegaconf import DictConfig, OmegaConf
+
+from hashee.errors import ConfigError
+
+# Keys that do not change what a job computes (logging, display, where caches live).
+NON_RESULT_KEYS = ("logger", "progress_bar", "data.cache_dir")
+SWEEP_LOG = "sweep_log.jsonl"
+SWEEP_START = ".sweep_start"
+CHECKED_GROUPS = ("task", "method", "hash", "backbone", "trainer", "logger")
+
+
+def config_fingerprint(cfg: DictConfig) -> str:
+    """sha256 of the resolved config without the keys that do not affect results."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    for dotted in NON_RESULT_KEYS:
+        node, *rest = dotted.split(".")
+        if rest:
+            plain.get(node, {}).pop(rest[0], None)
+        else:
+            plain.pop(node, None)
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def is_complete(results: dict[str, Any] | None, fingerprint: str) -> bool:
+    """Whether stored results are complete and were produced by the same configuration."""
+    return bool(results) and results.get("status") == "complete" and results.get("config_fingerprint") == fingerprint
+
+
+def record_job(sweep_dir: Path, entry: dict[str, Any]) -> None:
+    """Append one job outcome to the sweep log (one JSON object per line; appends are atomic enough)."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with open(sweep_dir / SWEEP_LOG, "a") as handle:
+        handle.write(json.dumps({**entry, "time": time.time()}) + "\n")
+
+
+def read_job_log(sweep_dir: Path, since: float = 0.0) -> list[dict[str, Any]]:
+    """Job outcomes logged at or after ``since`` (seconds since the epoch)."""
+    path = sweep_dir / SWEEP_LOG
+    if not path.exists():
+        return []
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [e for e in entries if e.get("time", 0) >= since]
+
+
+def swept_values(overrides: Iterable[str]) -> dict[str, list[Any]]:
+    """Every key of the command-line/sweeper overrides with all the values it will take."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    values: dict[str, list[Any]] = {}
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group
+        if override.is_sweep_override():
+            values[key] = [v for v in override.sweep_iterator()]
+        elif not override.is_delete():
+            values[key] = [override.value()]
+    return values
+
+
+def validate_sweep(values: dict[str, list[Any]], group_options: dict[str, list[str]], depth: int | None) -> None:
+    """Raise ConfigError (one line) for an unknown option of a config group or an impossible speed-up."""
+    for group in CHECKED_GROUPS:
+        known = group_options.get(group)
+        for value in values.get(group, []):
+            if known is not None and str(value) not in known:
+                raise ConfigError(f"unknown {group} '{value}' in the sweep; choose from: {', '.join(sorted(known))}")
+    for key in ("target_speedup", "hashee.target_speedup"):
+        for value in values.get(key, []):
+            if value is None or str(value) == "null":
+                continue
+            speedup = float(value)
+            if speedup < 1.0:
+                raise ConfigError(f"{key}={speedup}: a target speed-up must be >= 1")
+            if depth is not None and speedup > depth:
+                raise ConfigError(f"{key}={speedup}: above the backbone depth ({depth} layers), no exit rule can reach it")
+
+
+def _sweeper_param_overrides(config: DictConfig) -> list[str]:
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    return [f"{key}={value}" for key, value in params.items()]
+
+
+def _backbone_depth(config: DictConfig) -> int | None:
+    """Number of layers of the configured backbone, read from its config file if available offline."""
+    try:
+        from transformers import AutoConfig
+
+        from hashee.backbone import resolve_path
+
+        overrides = dict(config.backbone.get("config") or {})
+        if "num_hidden_layers" in overrides:
+            return int(overrides["num_hidden_layers"])
+        return int(AutoConfig.from_pretrained(resolve_path(str(config.backbone.path))).num_hidden_layers)
+    except Exception:  # noqa: BLE001 - the check is best effort; the job itself reports a bad backbone
+        return None
+
+
+def _group_options() -> dict[str, list[str]]:
+    from hydra.core.global_hydra import GlobalHydra
+
+    loader = GlobalHydra.instance().config_loader()
+    return {group: loader.get_group_options(group) for group in CHECKED_GROUPS}
+
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover - hydra < 1.1
+    Callback = object  # type: ignore[assignment,misc]
+
+
+class SweepCallback(Callback):
+    """Validate a multirun before it starts; log every job; print a summary at the end."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        overrides = _sweeper_param_overrides(config) + list(config.hydra.overrides.task)  # command line wins
+        try:
+            validate_sweep(swept_values(overrides), _group_options(), _backbone_depth(config))
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / SWEEP_START).write_text(str(time.time()))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        start_file = sweep_dir / SWEEP_START
+        since = float(start_file.read_text()) if start_file.exists() else 0.0
+        entries = read_job_log(sweep_dir, since)
+        counts = {status: sum(e["status"] == status for e in entries) for status in ("ran", "skipped", "failed")}
+        print(f"sweep {sweep_dir}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed")
+        for entry in entries:
+            if entry["status"] == "failed":
+                print(f"  failed {entry.get('job')}: {entry.get('error')}")

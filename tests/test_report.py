@@ -1,0 +1,52 @@
+"""hashee-report on a sweep directory: tables, CSV, plots; partial sweeps included."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hashee.report import aggregate, build_report, main
+
+
+def _fake_run(root: Path, name: str, method: str, seed: int, primary: float, speedup: float, status: str = "complete",
+              target: float | None = 2.0, hash_name: str = "frequency") -> None:
+    run = root / name
+    run.mkdir(parents=True)
+    results = {
+        "task": "sst2", "method": method, "seed": seed, "primary_metric": "accuracy", "primary": primary,
+        "metrics": {"accuracy": primary},
+        "cost": {"flops_speedup": speedup, "measured_speedup": speedup * 0.9, "efficiency": 0.9},
+        "config": {"target_speedup": target, "hashee": {"target_speedup": target}, "hash": {"name": hash_name}},
+        "method_info": {"prepare": {"hash": {"train_exit_histogram": [5, 3, 2, 1, 1, 4]}}} if method == "hashee" else {},
+        "status": status,
+    }
+    (run / "results.json").write_text(json.dumps(results))
+
+
+def test_report_aggregates_seeds_and_writes_files(tmp_path):
+    sweep = tmp_path / "sweep"
+    _fake_run(sweep, "a", "hashee", 0, 0.80, 2.0)
+    _fake_run(sweep, "b", "hashee", 1, 0.84, 2.2)
+    _fake_run(sweep, "c", "full", 0, 0.86, 1.0, target=None)
+    _fake_run(sweep, "d", "pabee", 0, 0.83, 2.1)
+    _fake_run(sweep, "e", "pabee", 1, 0.0, 0.0, status="running")  # an interrupted job is counted, not used
+    report = build_report(sweep, tmp_path / "out")
+    hashee = [r for r in report["table"] if r["method"] == "hashee[frequency]"][0]
+    assert hashee["seeds"] == 2 and abs(hashee["primary_mean"] - 0.82) < 1e-9 and hashee["primary_std"] > 0
+    assert report["statuses"] == {"complete": 4, "running": 1}
+    out = tmp_path / "out"
+    for name in ("report.md", "report.html", "runs.csv", "sst2_flops_speedup.png", "sst2_measured_speedup.png",
+                 "exit_histograms.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert "hashee[frequency]" in (out / "report.md").read_text()
+    assert len((out / "runs.csv").read_text().strip().splitlines()) == 5  # header + 4 complete runs
+
+
+def test_aggregate_keeps_targets_apart():
+    rows = [{"task": "t", "method": "m", "target": s, "primary_metric": "accuracy", "primary": 0.5,
+             "flops_speedup": s, "measured_speedup": s, "efficiency": 1.0} for s in (1.5, 2.0)]
+    assert [r["target"] for r in aggregate(rows)] == [1.5, 2.0]
+
+
+def test_cli_refuses_a_missing_directory(tmp_path, capsys):
+    assert main([str(tmp_path / "nope")]) == 2

@@ -1,0 +1,114 @@
+"""Sweeps: validation before any job, fingerprints, skip/resume after a kill, the end-of-sweep summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hashee.errors import ConfigError
+from hashee.sweep import config_fingerprint, swept_values, validate_sweep
+from tests.conftest import compose_config
+
+OPTIONS = {"task": ["sst2", "rotten_tomatoes"], "method": ["full", "hashee"], "hash": ["frequency"],
+           "backbone": ["tiny"], "trainer": ["cpu"], "logger": ["none"]}
+
+
+def test_swept_values_expand_every_axis():
+    values = swept_values(["method=full,hashee", "hashee.target_speedup=1.5,2", "seed=3", "+sweep=smoke"])
+    assert values["method"] == ["full", "hashee"]
+    assert values["hashee.target_speedup"] == [1.5, 2]
+    assert values["seed"] == [3] and values["sweep"] == ["smoke"]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["method=full,nope"], "unknown method 'nope'"),
+    (["task=sst3"], "unknown task 'sst3'"),
+    (["target_speedup=0.5,2"], "must be >= 1"),
+    (["hashee.target_speedup=7"], "above the backbone depth"),
+])
+def test_bad_sweep_values_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_sweep(swept_values(overrides), OPTIONS, depth=6)
+
+
+def test_good_sweep_passes():
+    validate_sweep(swept_values(["method=full,hashee", "target_speedup=1.5,6", "task=sst2"]), OPTIONS, depth=6)
+
+
+def test_fingerprint_ignores_logging_but_not_what_is_computed():
+    base = config_fingerprint(compose_config(["backbone=tiny"]))
+    assert config_fingerprint(compose_config(["backbone=tiny", "logger=none", "progress_bar=false"])) == base
+    assert config_fingerprint(compose_config(["backbone=tiny", "seed=1"])) != base
+    assert config_fingerprint(compose_config(["backbone=tiny", "method=hashee"])) != base
+
+
+def _sweep(tmp_path: Path, *overrides: str, wait: bool = True):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "hashee.cli", "-m", "+sweep=smoke", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+           f"data.cache_dir={tmp_path / 'cache'}", *overrides]
+    if wait:
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+
+
+def _complete(sweep_dir: Path) -> list[Path]:
+    done = []
+    for path in sweep_dir.rglob("results.json"):
+        try:
+            if json.loads(path.read_text()).get("status") == "complete":
+                done.append(path)
+        except json.JSONDecodeError:
+            pass
+    return done
+
+
+@pytest.mark.parametrize("axis,message", [
+    ("method=full,nope", "error: unknown method 'nope' in the sweep"),
+    ("target_speedup=2,0.5", "target_speedup=0.5: a target speed-up must be >= 1"),
+    ("hashee.target_speedup=2,9", "above the backbone depth (4 layers)"),
+])
+def test_bad_sweep_fails_before_any_job_starts(tmp_path, axis, message):
+    proc = _sweep(tmp_path, axis)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not list((tmp_path / "sweep").rglob("results.json"))
+
+
+def test_killed_sweep_resumes_and_skips_completed_jobs(tmp_path):
+    axes = ("method=full,hashee,pabee", "target_speedup=2")
+    proc = _sweep(tmp_path, *axes, wait=False)
+    deadline = time.time() + 300
+    while time.time() < deadline and not _complete(tmp_path / "sweep"):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # kill the sweep mid-way
+    proc.wait()
+    done_before = _complete(tmp_path / "sweep")
+    assert 1 <= len(done_before) < 3
+    stamps = {p: p.stat().st_mtime for p in done_before}
+
+    rerun = _sweep(tmp_path, *axes)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    summary = [line for line in rerun.stdout.splitlines() if line.startswith("sweep ")][-1]
+    assert f"{len(done_before)} skipped" in summary and "0 failed" in summary
+    assert f"{3 - len(done_before)} ran" in summary
+    assert len(_complete(tmp_path / "sweep")) == 3
+    assert all(p.stat().st_mtime == stamps[p] for p in done_before)  # completed jobs were not re-run
+
+
+def test_failing_job_does_not_stop_the_others(tmp_path):
+    # a regression task with deebert is refused by that job only; the other job still completes
+    fixtures = Path(__file__).parent / "fixtures" / "glue"
+    proc = _sweep(tmp_path, "task=stsb", f"data.glue_dir={fixtures}", "data.train_limit=null", "data.test_limit=null",
+                  "method=deebert,full", "target_speedup=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = [line for line in proc.stdout.splitlines() if line.startswith("sweep ")][-1]
+    assert "1 ran" in summary and "1 failed" in summary
+    assert any("failed" in line and "deebert" in line for line in proc.stdout.splitlines())
