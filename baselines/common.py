@@ -28,6 +28,7 @@ from hashee.data import TaskDataModule
 from hashee.encoder import make_gather
 from hashee.errors import ConfigError
 from hashee.metrics import compute_metrics
+from hashee.operating_points import choose_operating_point
 from hashee.module import ExitModule
 
 State = dict[str, torch.Tensor]
@@ -67,17 +68,6 @@ def inference(module: nn.Module) -> Iterator[None]:
             yield
     finally:
         module.train(was_training)
-
-
-def choose_operating_point(curve: Sequence[Mapping[str, Any]], target: float) -> tuple[Mapping[str, Any], bool]:
-    """The point whose FLOPs speed-up is closest at or above ``target`` (ties: best primary).
-
-    If no point reaches the target, the fastest point; the flag says whether the target was reached.
-    """
-    reaching = [p for p in curve if p["flops_speedup"] >= target]
-    if reaching:
-        return min(reaching, key=lambda p: (p["flops_speedup"], -p["primary"])), True
-    return max(curve, key=lambda p: (p["flops_speedup"], p["primary"])), False
 
 
 def drop_rows(keep: torch.Tensor, rows: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor,

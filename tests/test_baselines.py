@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from baselines.berxit import BERxiT
-from baselines.common import LayerOutput, below, choose_operating_point, entropy
+from baselines.common import LayerOutput, below, entropy
+from hashee.operating_points import choose_operating_point
 from baselines.deebert import DeeBERT
 from baselines.pabee import PABEE
 from baselines.pcee import PCEE

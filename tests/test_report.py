@@ -50,3 +50,20 @@ def test_aggregate_keeps_targets_apart():
 
 def test_cli_refuses_a_missing_directory(tmp_path, capsys):
     assert main([str(tmp_path / "nope")]) == 2
+
+
+def test_curves_give_rows_at_other_targets_chosen_on_validation(tmp_path):
+    sweep = tmp_path / "sweep"
+    _fake_run(sweep, "p", "pabee", 0, 0.83, 2.1)
+    path = sweep / "p" / "results.json"
+    results = json.loads(path.read_text())
+    val = [{"value": t, "primary": 0.9 - 0.05 * i, "flops_speedup": s} for i, (t, s) in enumerate([(5, 1.2), (3, 1.6), (2, 2.1), (1, 3.4)])]
+    # the test curve is deliberately different: the choice must follow the validation curve
+    test = [{"value": t, "primary": 0.5 + 0.1 * i, "flops_speedup": s + 0.05, "metrics": {"accuracy": 0.5 + 0.1 * i}}
+            for i, (t, s) in enumerate([(5, 1.2), (3, 1.6), (2, 2.1), (1, 3.4)])]
+    results["method_info"] = {"operating_point": {"val_curve": val}, "test_curve": test}
+    path.write_text(json.dumps(results))
+    rows = {r["target"]: r for r in build_report(sweep, tmp_path / "out", (1.5, 2.0, 3.0))["table"]}
+    assert rows[1.5]["primary_mean"] == 0.6 and rows[1.5]["measured_speedup"] is None  # knob 3 (val 1.6 >= 1.5)
+    assert rows[3.0]["primary_mean"] == 0.8  # knob 1
+    assert rows[2.0]["primary_mean"] == 0.83  # the run's own, measured point
