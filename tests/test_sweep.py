@@ -112,3 +112,15 @@ def test_failing_job_does_not_stop_the_others(tmp_path):
     summary = [line for line in proc.stdout.splitlines() if line.startswith("sweep ")][-1]
     assert "1 ran" in summary and "1 failed" in summary
     assert any("failed" in line and "deebert" in line for line in proc.stdout.splitlines())
+
+
+@pytest.mark.parametrize("launcher,plugin", [("joblib", "hydra_plugins.hydra_joblib_launcher"),
+                                             ("submitit_local", "hydra_plugins.hydra_submitit_launcher")])
+def test_smoke_sweep_runs_on_local_launchers(tmp_path, launcher, plugin):
+    pytest.importorskip(plugin)
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    proc = _sweep(tmp_path, f"hydra/launcher={launcher}", *extra, "method=full,hashee", "target_speedup=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = [line for line in proc.stdout.splitlines() if line.startswith("sweep ")][-1]
+    assert "2 ran" in summary and "0 failed" in summary
+    assert len(_complete(tmp_path / "sweep")) == 2
