@@ -34,7 +34,10 @@ def method_label(results: dict[str, Any]) -> str:
 
 
 def requested_target(results: dict[str, Any]) -> float | None:
+    """The target speed-up a run was asked for (None for the full model, which has none)."""
     config = results.get("config", {})
+    if results.get("method") == "full":
+        return None
     value = config.get("hashee", {}).get("target_speedup") if results.get("method") == "hashee" else None
     value = value if value is not None else config.get("target_speedup")
     return None if value is None else float(value)
@@ -87,6 +90,17 @@ def collect_runs(sweep_dir: Path, curve_targets: Iterable[float] = ()) -> tuple[
         rows.append(row)
         rows.extend(curve_rows(results, row, curve_targets))
     return rows, dict(statuses)
+
+
+def deduplicate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (task, method, target, seed): a measured run wins over a point read off a curve
+    (several jobs of a method whose training does not depend on the target share the same curve)."""
+    chosen: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        key = (row["task"], row["method"], row["target"], row["seed"])
+        if key not in chosen or (chosen[key]["source"] == "curve" and row["source"] == "run"):
+            chosen[key] = row
+    return list(chosen.values())
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -219,6 +233,7 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 def build_report(sweep_dir: Path, out: Path, curve_targets: Iterable[float] = (1.5, 2.0, 3.0)) -> dict[str, Any]:
     """Write the report files; return what was written and the run counts."""
     rows, statuses = collect_runs(sweep_dir, curve_targets)
+    rows = deduplicate(rows)
     if not rows:
         raise SystemExit(f"error: no complete results.json under {sweep_dir} (found: {statuses or 'none'})")
     out.mkdir(parents=True, exist_ok=True)

@@ -67,3 +67,21 @@ def test_curves_give_rows_at_other_targets_chosen_on_validation(tmp_path):
     assert rows[1.5]["primary_mean"] == 0.6 and rows[1.5]["measured_speedup"] is None  # knob 3 (val 1.6 >= 1.5)
     assert rows[3.0]["primary_mean"] == 0.8  # knob 1
     assert rows[2.0]["primary_mean"] == 0.83  # the run's own, measured point
+
+
+def test_one_row_per_seed_and_measured_runs_win_over_curve_points(tmp_path):
+    sweep = tmp_path / "sweep"
+    for name, target in (("a", 1.5), ("b", 2.0)):
+        _fake_run(sweep, name, "pabee", 0, 0.8 if target == 2.0 else 0.7, target, target=target)
+        path = sweep / name / "results.json"
+        results = json.loads(path.read_text())
+        curve = [{"value": t, "primary": 0.5, "flops_speedup": s} for t, s in ((3, 1.6), (2, 2.1))]
+        results["method_info"] = {"operating_point": {"val_curve": curve}, "test_curve": curve}
+        path.write_text(json.dumps(results))
+    _fake_run(sweep, "f1", "full", 0, 0.9, 1.0, target=1.5)
+    _fake_run(sweep, "f2", "full", 0, 0.9, 1.0, target=2.0)
+    table = build_report(sweep, tmp_path / "out", (1.5, 2.0, 3.0))["table"]
+    pabee = {r["target"]: r for r in table if r["method"] == "pabee"}
+    assert pabee[1.5]["seeds"] == 1 and pabee[1.5]["primary_mean"] == 0.7  # measured run, not the curve point
+    assert pabee[2.0]["primary_mean"] == 0.8
+    assert [r["target"] for r in table if r["method"] == "full"] == [None]  # the full model has no target
