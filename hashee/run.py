@@ -114,6 +114,10 @@ def train(cfg: DictConfig, module: ExitModule, datamodule: TaskDataModule, run_d
 
 def run_experiment(cfg: DictConfig, run_dir: Path, fingerprint: str | None = None) -> dict[str, Any]:
     """Run one configured experiment end to end and write ``results.json`` into ``run_dir``."""
+    if cfg.get("experiment") and cfg.experiment.name != "default":
+        from hashee.difficulty import run_difficulty  # imports this module: loaded on demand
+
+        return run_difficulty(cfg, Path(run_dir), fingerprint)
     run_dir = Path(run_dir)
     if cfg.eval.threads:
         torch.set_num_threads(int(cfg.eval.threads))

@@ -25,7 +25,7 @@ from hashee.errors import ConfigError
 NON_RESULT_KEYS = ("logger", "progress_bar", "data.cache_dir")
 SWEEP_LOG = "sweep_log.jsonl"
 SWEEP_START = ".sweep_start"
-CHECKED_GROUPS = ("task", "method", "hash", "backbone", "trainer", "logger")
+CHECKED_GROUPS = ("task", "method", "hash", "backbone", "trainer", "logger", "experiment")
 
 
 def config_fingerprint(cfg: DictConfig) -> str:

@@ -1,0 +1,200 @@
+"""Learnability of instance difficulty (hashee/difficulty.py): labels, splits, predictors, metrics, both experiments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY, TINY_RUN, compose_config
+from hashee import difficulty_predictors as P
+from hashee.backbone import load_backbone
+from hashee.difficulty import (balanced_indices, binary_metrics, correctness_vectors, layer_table, mean_over_layers,
+                               pool_splits, read_pairs_file, split_positions)
+from hashee.errors import ConfigError, DataError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "difficulty"
+HUMAN_FILE = FIXTURES / "snli_human.tsv"
+EXP = {"seed": 0, "pool_b_fraction": 0.5, "a_val_fraction": 0.1, "predictor_test_fraction": 0.3}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: tiny models run faster, and never stall when the CPUs are busy (restored after)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _rows(count: int, seed: int = 0) -> list[dict]:
+    rng = np.random.RandomState(seed)
+    return [{"input_ids": [101, *rng.randint(1000, 2000, size=rng.randint(3, 9)).tolist(), 102], "token_type_ids": None}
+            for _ in range(count)]
+
+
+# --------------------------------------------------------------------------- labels, splits, metrics
+
+
+def test_correctness_vectors_from_hand_made_logits():
+    # 2 layers, 3 instances, 3 classes; gold = [0, 2, 1]
+    logits = torch.tensor([[[5.0, 0, 0], [0, 1, 0], [0, 3, 1]],
+                           [[0, 1, 0], [0, 0, 2], [1, 4, 0]]])
+    vectors = correctness_vectors(logits, torch.tensor([0, 2, 1]))
+    assert vectors.tolist() == [[1, 0], [0, 1], [1, 1]]
+
+
+def test_pool_splits_are_disjoint_and_cover_the_pool():
+    labels = [i % 3 for i in range(200)]
+    splits = pool_splits(labels, EXP)
+    sets = {name: set(idx) for name, idx in splits.items()}
+    assert sum(len(s) for s in sets.values()) == 200 and set.union(*sets.values()) == set(range(200))
+    names = list(sets)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not sets[a] & sets[b], (a, b)
+    assert len(splits["predictor_train"]) + len(splits["predictor_test"]) == 100
+    assert splits == pool_splits(labels, EXP)  # seeded
+    assert splits != pool_splits(labels, {**EXP, "seed": 1})
+
+
+def test_balanced_human_split_is_balanced_and_disjoint():
+    difficult = [1] * 10 + [0] * 50
+    chosen = balanced_indices(difficult, seed=0)
+    assert len(chosen) == 20 and sum(difficult[i] for i in chosen) == 10 and len(set(chosen)) == 20
+    train, test = split_positions([difficult[i] for i in chosen], list(range(20)), 0.3, seed=0)
+    assert not set(train) & set(test) and len(train) + len(test) == 20
+    assert sum(difficult[chosen[i]] for i in test) == 3  # stratified
+
+
+def test_binary_metrics_on_hand_computed_vectors():
+    truth = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    pred = np.array([0, 0, 1, 1, 1, 1, 0, 1])  # positive = 0: TP 2, FN 1, FP 1, TN 4
+    metrics = binary_metrics(truth, pred, positive=0)
+    assert metrics["accuracy"] == pytest.approx(6 / 8)
+    assert metrics["f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    assert metrics["tpr"] == pytest.approx(2 / 3) and metrics["tnr"] == pytest.approx(4 / 5)
+    assert metrics["gmean"] == pytest.approx((2 / 3 * 4 / 5) ** 0.5)
+    # no actual positive: TPR undefined (None), mean over layers skips it
+    table = layer_table(np.array([[1, 0], [1, 1]]), np.array([[1, 1], [1, 1]]))
+    assert table[0]["tpr"] is None and table[0]["f1_incorrect"] is None and table[0]["accuracy"] == 1.0
+    assert table[1] == {"layer": 2, "accuracy": 0.5, "f1_incorrect": 0.0, "tpr": 0.0, "tnr": 1.0, "gmean": 0.0}
+    means = mean_over_layers(table)
+    assert means["accuracy"] == 0.75 and means["tpr"] == 0.0
+
+
+def test_majority_baseline_predicts_each_layers_majority():
+    y_train = np.array([[0, 1, 1], [0, 1, 0], [1, 1, 1], [0, 0, 0]])  # layer 3 is a tie -> 1 ("correct")
+    pred = P.majority_predictions(y_train, 2)
+    assert pred.tolist() == [[0, 1, 1], [0, 1, 1]]
+
+
+# --------------------------------------------------------------------------- predictors
+
+
+@pytest.fixture(scope="module")
+def fresh_tiny():
+    torch.manual_seed(0)
+    return load_backbone(TINY)  # not the session fixture: the encoder predictor fine-tunes it
+
+
+def test_encoder_and_bilstm_predictors_reduce_loss(fresh_tiny):
+    rows = _rows(16)
+    targets = np.random.RandomState(0).randint(0, 2, size=(16, 4))
+    settings = P.FitSettings(epochs=8, lr=1e-2, batch_size=8)
+    encoder = P.EncoderPredictor(fresh_tiny, 4)
+    losses = P.fit_on_rows(encoder, rows, targets, settings, pad_id=0)
+    assert losses[-1] < losses[0]
+    assert P.predict_rows(encoder, rows, 8, pad_id=0).shape == (16, 4)
+    vectors = fresh_tiny.model.get_input_embeddings().weight.detach()
+    lstm = P.BiLSTMPredictor(vectors, hidden_size=8, outputs=4, trainable=False)
+    frozen = lstm.embedding.weight.clone()
+    losses = P.fit_on_rows(lstm, rows, targets, settings, pad_id=0)
+    assert losses[-1] < losses[0] and torch.equal(lstm.embedding.weight, frozen)
+    assert set(np.unique(P.predict_rows(lstm, rows, 8, pad_id=0))) <= {0, 1}
+
+
+def test_layer_units_and_logistic_learn_separable_targets():
+    rng = np.random.RandomState(0)
+    features = torch.as_tensor(rng.randn(40, 3, 5), dtype=torch.float32)
+    targets = (features[:, :, 0] > 0).long().numpy()  # each layer's label = sign of its first feature
+    units, losses = P.fit_layer_units(features, targets, P.FitSettings(epochs=200, lr=0.05))
+    assert losses[-1] < losses[0] and (P.predict_layer_units(units, features) == targets).mean() > 0.9
+    x = features[:, 0].numpy()
+    y = np.stack([(x[:, 0] > 0), (x[:, 1] > 0), np.ones(40, dtype=bool)], axis=1).astype(int)  # layer 3: one class
+    pred = P.fit_predict_logistic(x, y, x)
+    assert (pred[:, :2] == y[:, :2]).mean() > 0.9 and pred[:, 2].tolist() == [1] * 40
+
+
+def test_mean_embeddings_average_the_tokens():
+    vectors = torch.arange(12, dtype=torch.float32).view(6, 2)
+    means = P.mean_embeddings([{"input_ids": [1, 3]}, {"input_ids": [5]}], vectors)
+    assert means.tolist() == [[4.0, 5.0], [10.0, 11.0]]
+
+
+# --------------------------------------------------------------------------- human-defined difficulty
+
+
+def test_reader_marks_dash_and_minus_one_as_difficult():
+    pairs = read_pairs_file(HUMAN_FILE, ["premise", "hypothesis"], "label", ["-1", "-"])
+    assert len(pairs.difficult) == 28 and sum(pairs.difficult) == 8
+    assert len(pairs.texts) == 2 and all(len(column) == 28 for column in pairs.texts)
+    with pytest.raises(DataError, match=r"malformed.tsv:2: malformed row"):
+        read_pairs_file(FIXTURES / "malformed.tsv", ["premise", "hypothesis"], "label", ["-"])
+    with pytest.raises(DataError, match="missing column"):
+        read_pairs_file(HUMAN_FILE, ["sentence"], "label", ["-"])
+
+
+def _run(tmp_path: Path, *overrides: str):
+    from hashee.run import run_experiment
+
+    cfg = compose_config(TINY_RUN + [f"data.cache_dir={tmp_path / 'cache'}", *overrides])
+    return run_experiment(cfg, tmp_path / "run"), json.loads((tmp_path / "run" / "results.json").read_text())
+
+
+def test_human_experiment_on_fixture(tmp_path):
+    results, saved = _run(tmp_path, "experiment=difficulty_human", f"experiment.human_file={HUMAN_FILE}",
+                          "experiment.test_fraction=0.25", "experiment.encoder.epochs=2", "experiment.encoder.lr=1e-3")
+    assert list(saved)[-1] == "status" and saved["status"] == "complete"
+    assert saved["splits"] == {"rows": 28, "difficult": 8, "balanced": 16, "train": 12, "test": 4, "test_difficult": 2}
+    assert saved["chance"] == 0.5 and saved["primary"] == saved["metrics"]["accuracy"]
+    assert set(saved["metrics"]) == {"accuracy", "f1_difficult", "tpr", "tnr", "gmean"}
+    assert results["primary"] == saved["primary"]
+
+
+def test_human_experiment_offline_hub_is_one_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="human_file"):
+        _run(tmp_path, "experiment=difficulty_human", "experiment.hub.path=no-such-owner/no-such-dataset")
+
+
+# --------------------------------------------------------------------------- model-defined difficulty
+
+
+def test_regression_task_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="regression"):
+        _run(tmp_path, "experiment=difficulty_model", "task=stsb")
+
+
+def test_difficulty_model_end_to_end(tmp_path):
+    results, saved = _run(tmp_path, "experiment=difficulty_model", "data.train_limit=160",
+                          "experiment.encoder.epochs=1", "experiment.bilstm.hidden_size=8", "experiment.bilstm.epochs=1",
+                          "experiment.layer_linear.epochs=20")
+    assert list(saved)[-1] == "status" and saved["status"] == "complete"
+    splits = saved["splits"]
+    assert splits["pool"] == 160 + 48
+    assert splits["a_train"] + splits["a_val"] + splits["part_b"] == splits["pool"]
+    assert splits["predictor_train"] + splits["predictor_test"] == splits["part_b"]
+    assert set(saved["predictors"]) == {"encoder", "layer_linear", "bilstm", "mean_embedding_linear", "majority"}
+    layers = 4  # tiny backbone
+    for item in saved["predictors"].values():
+        assert [row["layer"] for row in item["per_layer"]] == list(range(1, layers + 1))
+        assert set(item["mean"]) == {"accuracy", "f1_incorrect", "tpr", "tnr", "gmean"}
+    assert saved["predictors"]["majority"]["mean_accuracy_gap_vs_majority"] == 0.0
+    assert len(saved["correct_rate"]["predictor_test"]) == layers
+    best = saved["primary_predictor"]
+    assert saved["primary"] == saved["predictors"][best]["mean_accuracy_gap_vs_majority"]
+    assert saved["multi_exit"]["method"] == "pabee" and saved["config"]["experiment"]["name"] == "difficulty_model"
+    assert results["primary"] == saved["primary"]
