@@ -88,6 +88,7 @@ class LayerwiseExitModule(ExitModule):
     """
 
     knob_name = "knob"
+    per_sample_exits = True
 
     def __init__(self, spec: Any, backbone: Any, optim: Mapping[str, Any], name: str) -> None:
         super().__init__(spec, backbone, optim, name=name)

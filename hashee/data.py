@@ -140,6 +140,8 @@ class TaskDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.eval_batch_size, shuffle=False)
 
-    def eval_batches(self, split: str) -> list[dict[str, torch.Tensor]]:
-        """Every batch of an evaluation split, materialized (used for timing and curves)."""
-        return list(self._loader(split, self.eval_batch_size, shuffle=False))
+    def eval_batches(self, split: str, batch_size: int | None = None) -> list[dict[str, torch.Tensor]]:
+        """Every batch of an evaluation split, materialized (used for timing and curves).
+
+        Examples come in the same (length-sorted) order whatever the batch size."""
+        return list(self._loader(split, batch_size or self.eval_batch_size, shuffle=False))

@@ -40,6 +40,10 @@ class ExitModule(pl.LightningModule):
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.stage = "main"
 
+    # Methods whose samples exit on their own in a batch: their batched inference is checked
+    # against batch-size-1 inference after every run (``eval.batch1_check``).
+    per_sample_exits = False
+
     # -- to override -----------------------------------------------------------------------
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -68,7 +68,22 @@ def measure_times(module: ExitModule, batches: list[Mapping[str, torch.Tensor]],
     return min(method_times), min(full_times)
 
 
-def cost_block(module: ExitModule, test: Mapping[str, Any], batches: list, cfg: DictConfig) -> dict[str, Any]:
+def batch1_check(module: ExitModule, datamodule: TaskDataModule, batched: Mapping[str, Any], warmup: int) -> dict[str, Any]:
+    """Batch-size-1 inference over the reported split: same predictions as batched, and its time."""
+    singles = datamodule.eval_batches("test", batch_size=1)
+    single = evaluate(module, singles)
+    if module.spec.is_regression:
+        identical = bool(torch.allclose(single["logits"], batched["logits"], atol=1e-4))
+    else:
+        identical = bool(torch.equal(single["logits"].argmax(-1), batched["logits"].argmax(-1)))
+    seconds = time_inference(module.predict, singles, warmup)
+    return {"batch1_time_s": seconds, "batch1_identical_predictions": identical,
+            "batch1_max_abs_logit_diff": float((single["logits"] - batched["logits"]).abs().max()),
+            "batch1_flops_equal": abs(single["flops"] - batched["flops"]) <= 1e-6 * batched["flops"]}
+
+
+def cost_block(module: ExitModule, test: Mapping[str, Any], batches: list, cfg: DictConfig,
+               datamodule: TaskDataModule) -> dict[str, Any]:
     """FLOPs and wall-clock speed-ups on the reported split (METHODS.md section 3)."""
     block: dict[str, Any] = {
         "flops": test["flops"], "flops_full": test["flops_full"],
@@ -80,6 +95,11 @@ def cost_block(module: ExitModule, test: Mapping[str, Any], batches: list, cfg: 
         time_s, time_full_s = measure_times(module, batches, int(cfg.eval.warmup_batches), int(cfg.eval.timing_repeats))
         block.update(time_s=time_s, time_full_s=time_full_s, measured_speedup=time_full_s / time_s)
         block["efficiency"] = block["measured_speedup"] / block["flops_speedup"]
+    check = cfg.eval.get("batch1_check")
+    if check or (check is None and module.per_sample_exits):
+        block.update(batch1_check(module, datamodule, test, int(cfg.eval.warmup_batches)))
+        if "time_s" in block:
+            block["batched_throughput_over_batch1"] = block["batch1_time_s"] / block["time_s"]
     return block
 
 
@@ -155,7 +175,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, fingerprint: str | None = Non
         primary=metrics[spec.primary_metric],
         val_metrics=compute_metrics(spec, val["logits"], val["labels"]),
         val_flops_speedup=val["flops_full"] / val["flops"],
-        cost=cost_block(module, test, test_batches, cfg),
+        cost=cost_block(module, test, test_batches, cfg, datamodule),
         method_info=method_info,
     )
     write_results(run_dir, results, status="complete")

@@ -404,6 +404,9 @@ def test_end_to_end_tiny_run(run_tiny, tmp_path, method):
     if method == "static":
         assert results["cost"]["flops_speedup"] > 1.0
         return
+    # every run checks batched per-sample exits against batch-size-1 inference on the reported split
+    assert results["cost"]["batch1_identical_predictions"] is True and results["cost"]["batch1_flops_equal"]
+    assert results["cost"]["batch1_time_s"] > 0
     point = info["operating_point"]
     assert point["knob"] and isinstance(point["reached_target"], bool) and point["val_curve"]
     assert info["test_curve"] and {"value", "primary", "flops_speedup", "metrics"} <= set(info["test_curve"][0])
