@@ -138,3 +138,26 @@ def test_gradients_flow_through_gathered_layers(tiny_backbone):
     encoder.pool(encoder.forward_token_exits(ids, mask, exits, 4)).sum().backward()
     assert encoder.layers[3].attention.self.query.weight.grad is not None
     assert encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_other_bert_family_models_load_unchanged(family):
+    """A random RoBERTa (own embeddings, position offset) or BERT runs exactly as its transformers forward."""
+    from transformers import BertConfig, BertModel, RobertaConfig, RobertaModel
+
+    torch.manual_seed(0)
+    sizes = dict(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
+                 max_position_embeddings=64)
+    model = (RobertaModel(RobertaConfig(**sizes, pad_token_id=1)) if family == "roberta"
+             else BertModel(BertConfig(**sizes))).eval()
+    ids = torch.randint(5, 120, (3, 11))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    ids[1, 7:] = model.config.pad_token_id
+    encoder = MultiExitEncoder(model).eval()
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=mask)
+        hidden = encoder.forward_full(ids, mask)
+    real = mask.bool()
+    assert torch.allclose(hidden[real], ref.last_hidden_state[real], atol=1e-5)
+    assert torch.allclose(encoder.pool(hidden), ref.pooler_output, atol=1e-5)
