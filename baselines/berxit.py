@@ -34,6 +34,7 @@ class BERxiT(LayerwiseExitModule):
     """Per-layer heads + shared LTE unit; LTE threshold ``tau`` as the knob."""
 
     knob_name = "lte_threshold"
+    threshold_knob = True
 
     def __init__(self, spec: TaskSpec, backbone: Backbone, optim: Mapping[str, Any], lte_threshold: float = 0.5,
                  lte_grid: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),

@@ -89,6 +89,11 @@ class LayerwiseExitModule(ExitModule):
 
     knob_name = "knob"
     per_sample_exits = True
+    # Methods that exit when a score (entropy, LTE output) is below the knob: calibration adds
+    # quantiles of the validation scores to the grid, so that every speed-up is reachable even
+    # where the scores bunch up (e.g. entropies just below ln C from weak shallow heads).
+    threshold_knob = False
+    score_quantiles = 40
 
     def __init__(self, spec: Any, backbone: Any, optim: Mapping[str, Any], name: str) -> None:
         super().__init__(spec, backbone, optim, name=name)
@@ -235,9 +240,21 @@ class LayerwiseExitModule(ExitModule):
         """Quality vs FLOPs speed-up over the knob grid on ``batches`` (reported, never used to choose)."""
         return self.curve(self.record(batches))
 
+    def grid_with_score_quantiles(self, record: Mapping[str, torch.Tensor]) -> list[float]:
+        """The configured grid plus quantiles of the validation exit scores at layers < L (kept for the test curve)."""
+        scores = record["scores"][:-1].flatten().float()
+        scores = scores[torch.isfinite(scores)]
+        extra = []
+        if scores.numel():
+            levels = torch.linspace(0, 1, self.score_quantiles + 1, dtype=torch.float64)
+            extra = torch.quantile(scores.double(), levels).tolist()
+        return sorted({round(float(v), 6) for v in [*self.knob_grid, *extra]})
+
     def calibrate(self, datamodule: TaskDataModule, target_speedup: float | None) -> dict[str, Any]:
         """Choose the knob on the validation split only; set it on the module and return the choice."""
         record = self.record(datamodule.eval_batches("val"))
+        if self.threshold_knob:
+            self.knob_grid = self.grid_with_score_quantiles(record)
         curve = self.curve(record)
         if target_speedup is None:
             point, reached = self.curve_point(record, self.knob), None

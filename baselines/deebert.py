@@ -37,6 +37,7 @@ class DeeBERT(LayerwiseExitModule):
     """Per-layer heads with their own poolers; entropy threshold ``S`` as the knob."""
 
     knob_name = "entropy_threshold"
+    threshold_knob = True
 
     def __init__(self, spec: TaskSpec, backbone: Backbone, optim: Mapping[str, Any], entropy_threshold: float = 0.3,
                  entropy_grid: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),

@@ -25,6 +25,7 @@ class PCEE(PABEE):
     """PABEE heads; confidence-patience exit with normalised-entropy threshold ``tau`` as the knob."""
 
     knob_name = "entropy_threshold"
+    threshold_knob = True
 
     def __init__(self, spec: TaskSpec, backbone: Backbone, optim: Mapping[str, Any], entropy_threshold: float = 0.4,
                  entropy_grid: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),

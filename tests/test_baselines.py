@@ -419,3 +419,14 @@ def test_end_to_end_regression_run(run_tiny, tmp_path):
                        "target_speedup=1.5", *QUICK)
     assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "complete"
     assert results["method_info"]["operating_point"]["val_curve"]
+
+
+def test_threshold_grid_adds_validation_score_quantiles(tiny_backbone):
+    """Entropies bunched just below ln 2 (weak shallow heads) still get thresholds between them."""
+    module = build(DeeBERT, tiny_backbone)
+    bunched = 0.69 + 0.003 * torch.rand(3, 50)
+    scores = torch.cat([bunched, torch.full((1, 50), float("nan"))])  # layer L has no score
+    grid = module.grid_with_score_quantiles({"scores": scores})
+    inside = [v for v in grid if 0.69 <= v <= 0.693]
+    assert len(inside) >= 20 and grid == sorted(grid)
+    assert set(module.knob_grid) <= set(grid)
