@@ -95,17 +95,24 @@ def test_attend_and_drop_differ_and_drop_ignores_exited_tokens(tiny_backbone):
     torch.manual_seed(0)
     ids = torch.randint(1000, 2000, (2, 10))
     mask = torch.ones_like(ids)
-    exits = torch.full_like(ids, 4)
-    exits[:, 5:] = 1
+    exits = torch.ones_like(ids)
+    exits[:, 0] = 4  # only [CLS] runs past layer 1
     with torch.no_grad():
         attend = encoder.forward_token_exits(ids, mask, exits, 4, attend_exited=True)[:, 0]
         drop = encoder.forward_token_exits(ids, mask, exits, 4, attend_exited=False)[:, 0]
         assert not torch.allclose(attend, drop, atol=1e-4)
-        # in drop mode, changing the frozen tokens' ids after layer 1 only matters through layer 1
-        ids2 = ids.clone()
-        ids2[:, 5:] = 1500
-        dropped2 = encoder.forward_token_exits(ids2, mask, exits, 4, attend_exited=False)[:, 0]
-        assert not torch.allclose(drop, dropped2)  # they still shaped layer 1, as they should
+        # drop: after layer 1, [CLS] attends to itself only
+        hidden = encoder.layer(0, encoder.embed(ids), make_gather(mask.bool()))
+        cls_only = torch.zeros_like(mask, dtype=torch.bool)
+        cls_only[:, 0] = True
+        for index in range(1, 4):
+            hidden = encoder.layer(index, hidden, make_gather(cls_only))
+        assert torch.allclose(drop, hidden[:, 0], atol=1e-6)
+        # attend: the frozen layer-1 states of the other tokens are keys/values in layers 2-4
+        hidden = encoder.layer(0, encoder.embed(ids), make_gather(mask.bool()))
+        for index in range(1, 4):
+            hidden = encoder.layer(index, hidden, make_gather(cls_only, mask.bool()))
+        assert torch.allclose(attend, hidden[:, 0], atol=1e-6)
 
 
 def test_gather_computes_only_active_tokens():
