@@ -166,7 +166,7 @@ def plot_task(task: str, table: list[dict[str, Any]], axis: str, out: Path) -> P
     rows = [r for r in table if r["task"] == task and r[axis] is not None]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(8.4, 4.4))
     by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_method[r["method"]].append(r)
@@ -182,7 +182,7 @@ def plot_task(task: str, table: list[dict[str, Any]], axis: str, out: Path) -> P
     ax.set_ylabel(rows[0]["primary_metric"])
     ax.set_title(f"{task}: {rows[0]['primary_metric']} vs {'FLOPs' if axis == 'flops_speedup' else 'measured'} speed-up")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # outside: never hides a point
     fig.tight_layout()
     path = out / f"{task}_{axis}.png"
     fig.savefig(path, dpi=110)
