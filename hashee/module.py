@@ -28,6 +28,10 @@ NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
 class ExitModule(pl.LightningModule):
     """Backbone (as a :class:`MultiExitEncoder`) + dropout + linear classifier on the pooled [CLS]."""
 
+    # Methods whose samples exit on their own in a batch: their batched inference is checked
+    # against batch-size-1 inference after every run (``eval.batch1_check``).
+    per_sample_exits = False
+
     def __init__(self, spec: TaskSpec, backbone: Backbone, optim: Mapping[str, Any], name: str = "full") -> None:
         super().__init__()
         self.spec, self.method_name = spec, name
@@ -39,10 +43,6 @@ class ExitModule(pl.LightningModule):
         self.cost = CostModel.from_config(config, spec.num_labels)
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.stage = "main"
-
-    # Methods whose samples exit on their own in a batch: their batched inference is checked
-    # against batch-size-1 inference after every run (``eval.batch1_check``).
-    per_sample_exits = False
 
     # -- to override -----------------------------------------------------------------------
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:  # pragma: no cover - abstract
