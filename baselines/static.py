@@ -32,6 +32,8 @@ def layers_for_target(num_layers: int, target_speedup: float | None) -> int:
 class StaticExit(ExitModule):
     """First ``layers`` layers + pooler + linear; CE on layer k."""
 
+    training_uses_target = True  # k is derived from the target before training
+
     def __init__(self, spec: TaskSpec, backbone: Backbone, optim: Mapping[str, Any], layers: int | None = None,
                  target_speedup: float | None = None, name: str = "static") -> None:
         super().__init__(spec, backbone, optim, name=name)

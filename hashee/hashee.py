@@ -34,6 +34,8 @@ EXITED_TOKEN_MODES = ("attend", "drop")
 class HashEE(ExitModule):
     """Token-level hash-based early exit on the shared encoder."""
 
+    training_uses_target = True  # the hash (hence what is trained) is chosen for the target
+
     def __init__(self, spec: TaskSpec, backbone: Backbone, optim: Mapping[str, Any], hash: Mapping[str, Any],
                  knobs: Mapping[str, Any], name: str = "hashee") -> None:
         super().__init__(spec, backbone, optim, name=name)

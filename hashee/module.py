@@ -31,6 +31,9 @@ class ExitModule(pl.LightningModule):
     # Methods whose samples exit on their own in a batch: their batched inference is checked
     # against batch-size-1 inference after every run (``eval.batch1_check``).
     per_sample_exits = False
+    # Whether training depends on the target speed-up. When it does not, a sweep over targets
+    # trains once and every other target reuses the weights (``reuse_training``).
+    training_uses_target = False
 
     def __init__(self, spec: TaskSpec, backbone: Backbone, optim: Mapping[str, Any], name: str = "full") -> None:
         super().__init__()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -132,6 +135,44 @@ def train(cfg: DictConfig, module: ExitModule, datamodule: TaskDataModule, run_d
     return {"stages": stages, "train_time_s": sum(s["train_time_s"] for s in stages)}
 
 
+def trained_model_file(cfg: DictConfig) -> Path:
+    """Where a model whose training ignores the target speed-up is kept for the other targets of a sweep.
+
+    Keyed by the resolved config without the keys that only matter after training (target
+    speed-up, evaluation, logging), so one trained model serves its whole curve.
+    """
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("target_speedup", "eval", "logger", "progress_bar"):
+        plain.pop(key, None)
+    plain.get("hashee", {}).pop("target_speedup", None)
+    plain.get("data", {}).pop("cache_dir", None)
+    digest = hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return Path(cache_dir(cfg)) / "trained" / f"{cfg.task.name}-{cfg.method.name}-{digest}.pt"
+
+
+def train_or_reuse(cfg: DictConfig, module: ExitModule, datamodule: TaskDataModule, run_dir: Path,
+                   logger: Any) -> dict[str, Any]:
+    """Train, or load the weights another target of the same configuration already trained.
+
+    Only for methods whose training does not depend on the target (``module.training_uses_target``
+    is False) and when ``reuse_training`` is on; HashEE's hash, hence its training, depends on it.
+    """
+    if module.training_uses_target or not cfg.get("reuse_training", True):
+        return train(cfg, module, datamodule, run_dir, logger)
+    path = trained_model_file(cfg)
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        module.load_state_dict(saved["state_dict"])
+        log.info("reusing the model trained for another target speed-up: %s", path)
+        return {**saved["train"], "reused_from": str(path)}
+    info = train(cfg, module, datamodule, run_dir, logger)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"state_dict": module.state_dict(), "train": info}, tmp)
+    os.replace(tmp, path)  # atomic: a parallel job sees the whole file or none
+    return info
+
+
 def run_experiment(cfg: DictConfig, run_dir: Path, fingerprint: str | None = None) -> dict[str, Any]:
     """Run one configured experiment end to end and write ``results.json`` into ``run_dir``."""
     if cfg.get("experiment") and cfg.experiment.name != "default":
@@ -155,7 +196,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, fingerprint: str | None = Non
     method_info = {"prepare": module.prepare(datamodule, cache_dir(cfg))}
     logger = make_logger(cfg, run_dir, resolved)
 
-    results["train"] = train(cfg, module, datamodule, run_dir, logger)
+    results["train"] = train_or_reuse(cfg, module, datamodule, run_dir, logger)
     results["train"].update(examples=len(datamodule.encoded["train"]), val_examples=len(datamodule.encoded["val"]))
     module.eval()
     target = cfg.get("target_speedup")

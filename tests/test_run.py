@@ -84,3 +84,19 @@ def test_bad_data_fails_with_one_clear_line(tmp_path):
 def test_wandb_offline_run_is_written_under_the_run_dir(run_tiny, tmp_path):
     run_tiny("logger=wandb", "logger.mode=offline")
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
+def test_target_independent_training_is_reused_across_targets(run_tiny, tmp_path):
+    first = run_tiny("method=pabee", "target_speedup=1.5", name="t15")
+    second = run_tiny("method=pabee", "target_speedup=2", name="t2")
+    assert "reused_from" not in first["train"] and second["train"]["reused_from"].endswith(".pt")
+    assert second["train"]["stages"] == first["train"]["stages"]
+    # same weights: the validation curve over the knob is identical, only the chosen point moves
+    assert second["method_info"]["operating_point"]["val_curve"] == first["method_info"]["operating_point"]["val_curve"]
+    assert "reused_from" not in run_tiny("method=pabee", "target_speedup=3", "reuse_training=false", name="t3")["train"]
+
+
+@pytest.mark.parametrize("method", ["hashee", "static"])
+def test_training_that_depends_on_the_target_is_not_reused(run_tiny, method):
+    run_tiny(f"method={method}", "target_speedup=1.5", name="a")
+    assert "reused_from" not in run_tiny(f"method={method}", "target_speedup=2", name="b")["train"]
