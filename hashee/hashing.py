@@ -93,6 +93,18 @@ class TokenHash:
             uniforms = torch.rand(input_ids.shape, generator=self._generator).to(input_ids.device)
         return self._lookup(input_ids, attention_mask, uniforms)
 
+    def token_layers(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Exit layer of each id on its own, any shape (no padding, no first-position rule).
+
+        Used for decoder tokens during generation, one step at a time; the first decoder input is
+        the start token, a special id, so it runs to ``depth`` as in teacher forcing."""
+        layers = self._table_on(input_ids.device)[input_ids.clamp(0, self.vocab_size)]
+        if self.layer_probs is not None:
+            uniforms = torch.rand(input_ids.shape, generator=self._generator).to(input_ids.device)
+            drawn = draw_layers(self.layer_probs.to(input_ids.device), uniforms)
+            layers = torch.where(layers == 0, drawn, layers)
+        return layers
+
     def _lookup(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, uniforms: torch.Tensor | None
     ) -> torch.Tensor:

@@ -14,12 +14,14 @@ from typing import Any, Mapping
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 
 from hashee.backbone import load_backbone
 from hashee.cost import time_inference
 from hashee.data import TaskDataModule
+from hashee.errors import HasheeError
 from hashee.logging_utils import log_summary, make_logger, print_summary
 from hashee.metrics import compute_metrics
 from hashee.module import ExitModule
@@ -44,6 +46,16 @@ def build_data(cfg: DictConfig, spec: TaskSpec, tokenizer: Any, tokenizer_name: 
                                 seed=int(cfg.seed), cache_dir=str(Path(cache_dir(cfg)) / "tokenized"))
     datamodule.setup()
     return datamodule
+
+
+def instantiate_method(method_cfg: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` of a method, re-raising our one-line errors unwrapped."""
+    try:
+        return hydra.utils.instantiate(method_cfg, _recursive_=False, **kwargs)
+    except InstantiationException as exc:
+        if isinstance(exc.__cause__, HasheeError):
+            raise exc.__cause__ from None
+        raise
 
 
 def evaluate(module: ExitModule, batches: list[Mapping[str, torch.Tensor]]) -> dict[str, Any]:
@@ -179,6 +191,10 @@ def run_experiment(cfg: DictConfig, run_dir: Path, fingerprint: str | None = Non
         from hashee.difficulty import run_difficulty  # imports this module: loaded on demand
 
         return run_difficulty(cfg, Path(run_dir), fingerprint)
+    if str(cfg.task.get("label_type", "")) == "generation":
+        from hashee.generation_run import run_generation  # imports this module: loaded on demand
+
+        return run_generation(cfg, Path(run_dir), fingerprint)
     run_dir = Path(run_dir)
     if cfg.eval.threads:
         torch.set_num_threads(int(cfg.eval.threads))
@@ -192,7 +208,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, fingerprint: str | None = Non
     spec = TaskSpec.from_config(cfg.task)
     backbone = load_backbone(cfg.backbone)
     datamodule = build_data(cfg, spec, backbone.tokenizer, backbone.source)
-    module: ExitModule = hydra.utils.instantiate(cfg.method, spec=spec, backbone=backbone, optim=cfg.optim, _recursive_=False)
+    module: ExitModule = instantiate_method(cfg.method, spec=spec, backbone=backbone, optim=cfg.optim)
     method_info = {"prepare": module.prepare(datamodule, cache_dir(cfg))}
     logger = make_logger(cfg, run_dir, resolved)
 

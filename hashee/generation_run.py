@@ -1,0 +1,145 @@
+"""One generation run: task -> pairs -> encoder-decoder method -> train (select on val) -> generate -> ROUGE + cost.
+
+Entered from :func:`hashee.run.run_experiment` when the task has ``label_type: generation``.
+The method config names its generation class in ``seq2seq_target`` (full and hashee do); other
+methods refuse generation tasks with one line.
+
+Cost block (METHODS.md sections 3 and 6), on the reported split:
+- ``flops`` / ``flops_full``: analytic FLOPs of the method's generation, and of the same decoding
+  steps with every token at every layer (so the ratio compares equal work);
+- ``generated_tokens`` and FLOPs per generated token for both;
+- ``time_s`` / ``time_full_s``: wall-clock of generating the split with the exits and with the same
+  weights without exits (interleaved, best of ``eval.timing_repeats``); the two can generate
+  different lengths, so ``measured_speedup`` compares time per generated token.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from hashee.errors import ConfigError
+from hashee.logging_utils import log_summary, make_logger, print_summary
+from hashee.results import package_versions, write_results
+from hashee.seq2seq import load_seq2seq_backbone
+from hashee.seq2seq_module import Seq2SeqModule
+from hashee.summarization import GenerationSpec, Seq2SeqDataModule, rouge_scores
+
+SAMPLES_IN_RESULTS = 8
+
+
+def build_module(cfg: DictConfig, spec: GenerationSpec, backbone: Any) -> Seq2SeqModule:
+    """Instantiate the method's generation class (``method.seq2seq_target``)."""
+    method = OmegaConf.to_container(cfg.method, resolve=True)
+    target = method.pop("seq2seq_target", None)
+    if not target:
+        raise ConfigError(f"method {cfg.method.name!r} does not support generation tasks (use method=full or method=hashee)")
+    method["_target_"] = target
+    from hashee.run import instantiate_method
+
+    return instantiate_method(method, spec=spec, backbone=backbone, optim=cfg.optim, generation=cfg.generation)
+
+
+def generate_split(module: Seq2SeqModule, batches: list[Mapping[str, torch.Tensor]], exits: bool = True) -> dict[str, Any]:
+    """Generate every batch; predictions in dataset order, FLOPs and generated-token counts."""
+    predictions: dict[int, str] = {}
+    flops = flops_full = 0.0
+    produced = 0
+    with torch.inference_mode():
+        for batch in batches:
+            out = module.generate(batch, exits=exits)
+            for index, tokens in zip(batch["index"].tolist(), out.tokens):
+                predictions[index] = module.decode_text(tokens)
+            flops, flops_full, produced = flops + out.flops, flops_full + out.flops_full, produced + out.generated_tokens
+    return {"predictions": [predictions[i] for i in sorted(predictions)], "flops": flops, "flops_full": flops_full,
+            "generated_tokens": produced}
+
+
+def time_generation(module: Seq2SeqModule, batches: list[Mapping[str, torch.Tensor]], exits: bool,
+                    warmup: int) -> tuple[float, int]:
+    """Seconds and generated tokens of generating every batch, after ``warmup`` untimed batches."""
+    with torch.inference_mode():
+        for batch in batches[:warmup]:
+            module.generate(batch, exits=exits)
+        start = time.perf_counter()
+        produced = sum(module.generate(batch, exits=exits).generated_tokens for batch in batches)
+        return time.perf_counter() - start, produced
+
+
+def generation_cost(module: Seq2SeqModule, test: Mapping[str, Any], batches: list, cfg: DictConfig) -> dict[str, Any]:
+    tokens = max(1, test["generated_tokens"])
+    block: dict[str, Any] = {
+        "flops": test["flops"], "flops_full": test["flops_full"], "flops_speedup": test["flops_full"] / test["flops"],
+        "generated_tokens": test["generated_tokens"], "flops_per_generated_token": test["flops"] / tokens,
+        "flops_full_per_generated_token": test["flops_full"] / tokens,
+        "batch_size": int(cfg.data.eval_batch_size), "threads": torch.get_num_threads(),
+        "examples": len(test["predictions"]), "num_beams": int(cfg.generation.num_beams),
+    }
+    if cfg.eval.timing:
+        runs: dict[bool, list[tuple[float, int]]] = {True: [], False: []}
+        for _ in range(max(1, int(cfg.eval.timing_repeats))):  # interleaved: a slow phase hits both
+            for exits in (False, True):
+                runs[exits].append(time_generation(module, batches, exits, int(cfg.eval.warmup_batches)))
+        (time_s, produced), (time_full_s, produced_full) = min(runs[True]), min(runs[False])
+        block.update(time_s=time_s, time_full_s=time_full_s, generated_tokens_full=produced_full,
+                     time_per_token_s=time_s / max(1, produced), time_full_per_token_s=time_full_s / max(1, produced_full))
+        block["measured_speedup"] = block["time_full_per_token_s"] / block["time_per_token_s"]
+        block["measured_speedup_total_time"] = time_full_s / time_s
+        block["efficiency"] = block["measured_speedup"] / block["flops_speedup"]
+    return block
+
+
+def run_generation(cfg: DictConfig, run_dir: Path, fingerprint: str | None = None) -> dict[str, Any]:
+    """Run one generation experiment end to end and write ``results.json`` into ``run_dir``."""
+    from hashee.run import cache_dir, train_or_reuse  # run.py dispatches here: import on demand
+    from hashee.sweep import config_fingerprint
+
+    run_dir = Path(run_dir)
+    if cfg.eval.threads:
+        torch.set_num_threads(int(cfg.eval.threads))
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    results: dict[str, Any] = {"task": cfg.task.name, "method": cfg.method.name, "seed": int(cfg.seed),
+                               "run_dir": str(run_dir), "config_fingerprint": fingerprint or config_fingerprint(cfg),
+                               "config": resolved, "versions": package_versions()}
+    write_results(run_dir, results, status="running")
+
+    spec = GenerationSpec.from_config(cfg.task)
+    backbone = load_seq2seq_backbone(cfg.backbone)
+    gen = cfg.generation
+    datamodule = Seq2SeqDataModule(spec, cfg.data, backbone, int(gen.max_source_length), int(gen.max_target_length),
+                                   batch_size=int(cfg.data.batch_size), eval_batch_size=int(cfg.data.eval_batch_size),
+                                   seed=int(cfg.seed), cache_dir=str(Path(cache_dir(cfg)) / "tokenized"))
+    datamodule.setup()
+    module = build_module(cfg, spec, backbone)
+    method_info = {"prepare": module.prepare(datamodule, cache_dir(cfg))}
+    logger = make_logger(cfg, run_dir, resolved)
+    results["train"] = train_or_reuse(cfg, module, datamodule, run_dir, logger)
+    results["train"].update(examples=len(datamodule.encoded["train"]), val_examples=len(datamodule.encoded["val"]))
+    module.eval()
+
+    val = generate_split(module, datamodule.eval_batches("val"))
+    test_batches = datamodule.eval_batches("test")
+    test = generate_split(module, test_batches)
+    references = datamodule.references("test")
+    metrics = rouge_scores(test["predictions"], references, spec.metrics)
+    results.update(
+        reported_split=spec.test_split_name,
+        metrics=metrics,
+        primary_metric=spec.primary_metric,
+        primary=metrics[spec.primary_metric],
+        val_metrics=rouge_scores(val["predictions"], datamodule.references("val"), spec.metrics),
+        val_flops_speedup=val["flops_full"] / val["flops"],
+        cost=generation_cost(module, test, test_batches, cfg),
+        method_info=method_info,
+        samples=[{"reference": r, "prediction": p} for r, p in zip(references, test["predictions"])][:SAMPLES_IN_RESULTS],
+    )
+    write_results(run_dir, results, status="complete")
+    log_summary(logger, results)
+    print_summary(results)
+    return results
