@@ -49,9 +49,13 @@ def build_data(cfg: DictConfig, spec: TaskSpec, tokenizer: Any, tokenizer_name: 
 
 
 def instantiate_method(method_cfg: Any, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` of a method, re-raising our one-line errors unwrapped."""
+    """``hydra.utils.instantiate`` of a method, re-raising our one-line errors unwrapped.
+
+    ``seq2seq_target`` (the class a method uses on generation tasks) is not an argument."""
+    method = OmegaConf.to_container(method_cfg, resolve=True) if isinstance(method_cfg, DictConfig) else dict(method_cfg)
+    method.pop("seq2seq_target", None)
     try:
-        return hydra.utils.instantiate(method_cfg, _recursive_=False, **kwargs)
+        return hydra.utils.instantiate(method, _recursive_=False, **kwargs)
     except InstantiationException as exc:
         if isinstance(exc.__cause__, HasheeError):
             raise exc.__cause__ from None
