@@ -29,3 +29,9 @@ test: setup
 
 clean:
 	rm -rf $(VENV) outputs multirun
+
+# hydra/launcher=ray: installs the `ray` extra (large, not part of setup) and runs its sweep test.
+.PHONY: test-ray
+test-ray: setup
+	$(BIN)/python -m pip install --quiet -e ".[ray]"
+	$(OFFLINE) WANDB_MODE=offline $(BIN)/python -m pytest -q tests/test_sweep.py -k ray $(PYTEST_ARGS)

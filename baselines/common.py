@@ -25,11 +25,12 @@ import torch
 from torch import nn
 
 from hashee.data import TaskDataModule
+from hashee.distributed import gather_examples
 from hashee.encoder import make_gather
 from hashee.errors import ConfigError
 from hashee.metrics import compute_metrics
 from hashee.operating_points import choose_operating_point
-from hashee.module import ExitModule
+from hashee.module import ExitModule, example_index
 
 State = dict[str, torch.Tensor]
 
@@ -102,7 +103,7 @@ class LayerwiseExitModule(ExitModule):
             raise ConfigError(f"{name}: instance-level exits need a backbone with at least 2 layers")
         self.knob: Any = None
         self.knob_grid: list[Any] = []
-        self._val_layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._val_layers: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     # -- to override -----------------------------------------------------------------------
     def layer_head(self, index: int, hidden: torch.Tensor) -> LayerOutput:  # pragma: no cover - abstract
@@ -276,13 +277,15 @@ class LayerwiseExitModule(ExitModule):
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
         outs = self.all_layer_outputs(batch)
-        self._val_layers.append((torch.stack([o.logits.detach().float().cpu() for o in outs]), batch["labels"].cpu()))
+        logits = torch.stack([o.logits.detach().float().cpu() for o in outs], dim=1)  # [B, L, C]
+        self._val_layers.append((example_index(batch, self._val_layers), logits, batch["labels"].cpu()))
 
     def on_validation_epoch_end(self) -> None:
+        """Per-layer metrics of the whole validation split (under DDP: gathered from every rank)."""
         if not self._val_layers:
             return
-        logits = torch.cat([o[0] for o in self._val_layers], dim=1)
-        labels = torch.cat([o[1] for o in self._val_layers])
+        logits, labels = gather_examples(*(torch.cat([o[k] for o in self._val_layers]) for k in range(3)))
+        logits = logits.transpose(0, 1)  # [L, N, C]
         self._val_layers.clear()
         per_layer = [compute_metrics(self.spec, layer_logits, labels) for layer_logits in logits]
         for index, metrics in enumerate(per_layer):

@@ -24,6 +24,14 @@ from hashee.sweep import config_fingerprint, is_complete, record_job
 log = logging.getLogger("hashee")
 
 
+def record(sweep_dir: Path | None, entry: dict) -> None:
+    """Log a multirun job's outcome to the sweep log (nothing in a single run; under DDP, rank 0 only)."""
+    from hashee.distributed import is_rank_zero  # imports torch: after Hydra has parsed the command line
+
+    if sweep_dir is not None and is_rank_zero():
+        record_job(sweep_dir, entry)
+
+
 def fail(run_dir: Path, message: str) -> None:
     """Record a failed run in results.json (keeping what was written) and print one line."""
     results = read_results(run_dir) or {"run_dir": str(run_dir)}
@@ -35,27 +43,28 @@ def fail(run_dir: Path, message: str) -> None:
 @hydra.main(version_base="1.3", config_path="pkg://hashee_conf", config_name="config")
 def app(cfg: DictConfig) -> float | None:
     """Train and evaluate one configured method; return the primary test metric (for sweepers)."""
-    from hashee.run import run_experiment  # heavy imports after Hydra has parsed the command line
+    from hashee.distributed import check_ddp_support  # heavy imports after Hydra has parsed the command line
+    from hashee.run import run_experiment
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    sweep_dir = Path(hydra_cfg.sweep.dir)
+    sweep_dir = Path(hydra_cfg.sweep.dir) if multirun else None
     job = {"job": hydra_cfg.job.override_dirname or run_dir.name, "run_dir": str(run_dir)}
     fingerprint = config_fingerprint(cfg)
     previous = read_results(run_dir)
     if is_complete(previous, fingerprint):
         log.info("skipping %s: complete results for this configuration exist", run_dir)
-        if multirun:
-            record_job(sweep_dir, {**job, "status": "skipped"})
+        record(sweep_dir, {**job, "status": "skipped"})
         return float(previous["primary"])
     try:
-        primary = float(run_experiment(cfg, run_dir, fingerprint)["primary"])
+        check_ddp_support(cfg)
+        results = run_experiment(cfg, run_dir, fingerprint)
     except HasheeError as exc:
         fail(run_dir, str(exc))
         if not multirun:
             sys.exit(2)
-        record_job(sweep_dir, {**job, "status": "failed", "error": str(exc)})
+        record(sweep_dir, {**job, "status": "failed", "error": str(exc)})
         return None
     except Exception as exc:  # noqa: BLE001 - in a sweep one failing job never stops the others
         if not multirun:
@@ -63,11 +72,12 @@ def app(cfg: DictConfig) -> float | None:
         log.error("job %s failed:\n%s", job["job"], traceback.format_exc())
         line = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         fail(run_dir, line)
-        record_job(sweep_dir, {**job, "status": "failed", "error": line})
+        record(sweep_dir, {**job, "status": "failed", "error": line})
         return None
-    if multirun:
-        record_job(sweep_dir, {**job, "status": "ran"})
-    return primary
+    if "primary" not in results:  # DDP, a rank other than 0: it only trained (rank 0 evaluates)
+        return None
+    record(sweep_dir, {**job, "status": "ran"})
+    return float(results["primary"])
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import random
 from pathlib import Path
@@ -18,25 +19,46 @@ from transformers import PreTrainedTokenizerBase
 from hashee.tasks import TaskData, TaskSpec, load_task_data
 
 SPLITS = ("train", "val", "test")
+log = logging.getLogger(__name__)
 
 
 class LengthGroupedSampler(Sampler[list[int]]):
     """Batches of similar lengths: shuffle, cut into pools of ``pool`` batches, sort each pool by length.
 
     Deterministic for a seed and an epoch (``set_epoch``); batch order is shuffled too.
+
+    Distributed (``world_size`` > 1): every rank computes the same batch plan from seed + epoch and
+    takes every ``world_size``-th batch from position ``rank``, so the ranks' shares are disjoint.
+    The plan is first padded by repeating its batches from the start until its length is a multiple
+    of ``world_size`` (every rank must run the same number of steps); only those repeated batches
+    are seen twice in an epoch. With ``hydra.verbose=hashee.data`` each rank logs its batches.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, shuffle: bool = True, pool: int = 50) -> None:
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, shuffle: bool = True, pool: int = 50,
+                 rank: int = 0, world_size: int = 1, name: str = "") -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in a world of {world_size} processes")
         self.lengths, self.batch_size, self.seed, self.shuffle, self.pool = lengths, batch_size, seed, shuffle, pool
+        self.rank, self.world_size, self.name = rank, world_size, name
         self.epoch = 0
+
+    @property
+    def sampler(self) -> "LengthGroupedSampler":
+        """Lightning calls ``set_epoch`` on ``batch_sampler.sampler``, never on the batch sampler itself."""
+        return self
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
+    def num_batches(self) -> int:
+        """Batches of the whole plan (all ranks, before padding)."""
         return math.ceil(len(self.lengths) / self.batch_size)
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __len__(self) -> int:
+        return math.ceil(self.num_batches() / self.world_size)
+
+    def plan(self) -> list[list[int]]:
+        """Every batch of this epoch, in order, for all ranks (identical on every rank)."""
         order = list(range(len(self.lengths)))
         rng = random.Random(self.seed + 1000003 * self.epoch)
         if self.shuffle:
@@ -49,6 +71,16 @@ class LengthGroupedSampler(Sampler[list[int]]):
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.shuffle:
             rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self.plan()
+        if self.world_size > 1 and batches:
+            padded = [batches[i % len(batches)] for i in range(len(self) * self.world_size)]
+            batches = padded[self.rank::self.world_size]
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s batches of rank %d/%d, epoch %d (plan of %d): %s", self.name or "sampler", self.rank,
+                      self.world_size, self.epoch, self.num_batches(), json.dumps(batches))
         return iter(batches)
 
 
@@ -65,7 +97,27 @@ def pad_batch(rows: list[Mapping[str, Any]], pad_id: int, is_regression: bool) -
         if row.get("token_type_ids") is not None:
             types[i, :n] = torch.as_tensor(row["token_type_ids"])
     labels = torch.tensor([r["label"] for r in rows], dtype=torch.float32 if is_regression else torch.long)
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels}
+    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels}
+    if "index" in rows[0]:
+        batch["index"] = torch.tensor([r["index"] for r in rows], dtype=torch.long)
+    return batch
+
+
+class IndexedRows(torch.utils.data.Dataset):
+    """A tokenized split whose rows carry their position (``index``): outputs gathered from several
+    ranks are deduplicated and put in one order by it."""
+
+    def __init__(self, rows: datasets.Dataset) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {**self.rows[index], "index": index}
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        return [{**row, "index": i} for i, row in zip(indices, self.rows.__getitems__(indices))]
 
 
 class TaskDataModule(pl.LightningDataModule):
@@ -124,21 +176,31 @@ class TaskDataModule(pl.LightningDataModule):
     def labels(self, split: str = "train") -> list[float]:
         return list(self.encoded[split]["label"])
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        sampler = LengthGroupedSampler(self.lengths(split), batch_size, self.seed, shuffle=shuffle)
+    def _loader(self, split: str, batch_size: int, shuffle: bool, sharded: bool = False) -> DataLoader:
+        """Length-grouped batches of a split; ``sharded``: only this rank's share (see the sampler)."""
+        rank, world_size = self.rank_and_world_size() if sharded else (0, 1)
+        sampler = LengthGroupedSampler(self.lengths(split), batch_size, self.seed, shuffle=shuffle, rank=rank,
+                                       world_size=world_size, name=split)
         pad_id = self.tokenizer.pad_token_id or 0
         regression = self.spec.is_regression
-        return DataLoader(self.encoded[split], batch_sampler=sampler,
+        return DataLoader(IndexedRows(self.encoded[split]), batch_sampler=sampler,
                           collate_fn=lambda rows: pad_batch(rows, pad_id, regression))
 
+    def rank_and_world_size(self) -> tuple[int, int]:
+        """(global rank, world size) of the Trainer this module is attached to; (0, 1) without one."""
+        trainer = getattr(self, "trainer", None)
+        return (int(trainer.global_rank), int(trainer.world_size)) if trainer is not None else (0, 1)
+
+    # The Trainer's loaders are sharded over DDP ranks (trainer.use_distributed_sampler must be false:
+    # Lightning cannot inject its sampler into this batch sampler); ``eval_batches`` is never sharded.
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        return self._loader("train", self.batch_size, shuffle=True, sharded=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
+        return self._loader("val", self.eval_batch_size, shuffle=False, sharded=True)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return self._loader("test", self.eval_batch_size, shuffle=False, sharded=True)
 
     def eval_batches(self, split: str, batch_size: int | None = None) -> list[dict[str, torch.Tensor]]:
         """Every batch of an evaluation split, materialized (used for timing and curves).

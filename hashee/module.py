@@ -7,6 +7,7 @@ Methods with an operating point (thresholds, patience) also override ``calibrate
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Mapping
 
 import pytorch_lightning as pl
@@ -18,11 +19,23 @@ from transformers import get_linear_schedule_with_warmup
 from hashee.backbone import Backbone
 from hashee.cost import CostModel
 from hashee.data import TaskDataModule
+from hashee.distributed import gather_examples
 from hashee.encoder import MultiExitEncoder
 from hashee.metrics import compute_metrics
 from hashee.tasks import TaskSpec
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
+# Validation metrics are computed on the outputs gathered from every rank, hence identical on all:
+# Lightning's advice to reduce them again across devices does not apply.
+warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
+
+
+def example_index(batch: Mapping[str, torch.Tensor], earlier: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+    """Positions in the split of a batch's examples (``index``; without it, counted on from ``earlier``)."""
+    if "index" in batch:
+        return batch["index"].cpu()
+    start = sum(int(o[0].shape[0]) for o in earlier)
+    return torch.arange(start, start + int(batch["labels"].shape[0]))
 
 
 class ExitModule(pl.LightningModule):
@@ -44,7 +57,7 @@ class ExitModule(pl.LightningModule):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, spec.num_labels)
         self.cost = CostModel.from_config(config, spec.num_labels)
-        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.stage = "main"
 
     # -- to override -----------------------------------------------------------------------
@@ -108,13 +121,14 @@ class ExitModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
-        self._val_outputs.append((self(batch).detach().float().cpu(), batch["labels"].cpu()))
+        self._val_outputs.append((example_index(batch, self._val_outputs), self(batch).detach().float().cpu(),
+                                  batch["labels"].cpu()))
 
     def on_validation_epoch_end(self) -> None:
+        """Metrics of the whole validation split: under DDP, the outputs of every rank (identical on all)."""
         if not self._val_outputs:
             return
-        logits = torch.cat([o[0] for o in self._val_outputs])
-        labels = torch.cat([o[1] for o in self._val_outputs])
+        logits, labels = gather_examples(*(torch.cat([o[k] for o in self._val_outputs]) for k in range(3)))
         self._val_outputs.clear()
         metrics = compute_metrics(self.spec, logits, labels)
         for key, value in metrics.items():

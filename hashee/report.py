@@ -3,7 +3,8 @@
 Writes ``<out>/report.md``, ``report.html``, ``runs.csv`` and PNG plots: per task, primary metric
 vs FLOPs speed-up and vs measured speed-up (one line per method, the full model as a dashed
 reference), and the training exit-layer histogram of every HashEE hash. ``--wandb`` logs the same
-tables and plots to a W&B run in the sweep's group (offline unless ``--online``).
+tables and plots to a W&B run in the sweep's group (offline unless ``--online``); ``--wandb-report``
+also builds a W&B Report of that group (online, with an entity; needs the ``report`` extra).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import argparse
 import csv
 import html
+import importlib
 import json
 import math
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -21,6 +24,8 @@ from typing import Any, Iterable
 
 from hashee.operating_points import test_point_for_target
 
+PROJECT = "hashee-bench"  # the W&B project of the report run and of the W&B Report
+OFFLINE_MODES = ("offline", "disabled", "dryrun")
 COLUMNS = ["task", "method", "target", "seeds", "primary_metric", "primary_mean", "primary_std",
            "flops_speedup", "measured_speedup", "efficiency"]
 
@@ -263,7 +268,7 @@ def log_to_wandb(report: dict[str, Any], sweep_dir: Path, online: bool) -> None:
     try:
         import wandb
 
-        run = wandb.init(project="hashee-bench", group=sweep_dir.name, job_type="report", name=f"report-{sweep_dir.name}",
+        run = wandb.init(project=PROJECT, group=sweep_dir.name, job_type="report", name=f"report-{sweep_dir.name}",
                          mode="online" if online else "offline", dir=report["out"])
         table = wandb.Table(columns=COLUMNS, data=[[r[c] for c in COLUMNS] for r in report["table"]])
         run.log({"comparison": table, **{f"plots/{i}": wandb.Image(str(Path(report["out"]) / i)) for i in report["images"]}})
@@ -274,12 +279,60 @@ def log_to_wandb(report: dict[str, Any], sweep_dir: Path, online: bool) -> None:
         return
 
 
+def wandb_report_blocker(online: bool, entity: str | None) -> str | None:
+    """Why a W&B Report cannot be built here (None: try it)."""
+    mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    if mode in OFFLINE_MODES:
+        return f"W&B is offline (WANDB_MODE={mode})"
+    if not online:
+        return "W&B is offline (pass --online)"
+    if not entity:
+        return "no W&B entity (pass --entity or set WANDB_ENTITY)"
+    return None
+
+
+def build_wandb_report(report: dict[str, Any], group: str, entity: str, project: str = PROJECT) -> str:
+    """Save a W&B Report of the sweep's group: the comparison table and every plot (as logged by
+    :func:`log_to_wandb`), above the runs of the group. Returns its URL."""
+    wr = importlib.import_module("wandb_workspaces.reports.v2")
+    quoted = group.replace("\\", "\\\\").replace("'", "\\'")
+    runset = wr.Runset(entity=entity, project=project, name=group, filters=f"Group = '{quoted}'")
+    panels = [wr.WeavePanelSummaryTable(table_name="comparison", layout=wr.Layout(w=24, h=12))]
+    panels += [wr.MediaBrowser(title=image, media_keys=[f"plots/{image}"], num_columns=1) for image in report["images"]]
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(report["statuses"].items()))
+    blocks = [wr.H1(f"Sweep {group}"),
+              wr.P(f"Runs found: {counts}. Primary metric (mean ± std over seeds) against FLOPs and measured "
+                   "speed-up, per task and method; the exit-layer histograms of the HashEE hashes."),
+              wr.PanelGrid(runsets=[runset], panels=panels)]
+    document = wr.Report(project=project, entity=entity, title=f"hashee-bench report: {group}",
+                         description=f"Comparison table and plots of the sweep {group}", blocks=blocks)
+    document.save()
+    return str(document.url)
+
+
+def wandb_report_line(report: dict[str, Any], group: str, online: bool, entity: str | None) -> str:
+    """Build the W&B Report if possible; the one line to print either way (never fatal)."""
+    blocker = wandb_report_blocker(online, entity)
+    if blocker is None:
+        try:
+            return f"W&B Report: {build_wandb_report(report, group, str(entity))}"
+        except ImportError:
+            blocker = "wandb-workspaces is not installed (pip install -e '.[report]')"
+        except Exception as exc:  # noqa: BLE001 - no network, not logged in, unknown entity
+            blocker = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"W&B Report not built: {blocker}; the local report is written"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hashee-report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: SWEEP_DIR/report)")
     parser.add_argument("--wandb", action="store_true", help="also log tables and plots to W&B")
     parser.add_argument("--online", action="store_true", help="W&B online instead of offline")
+    parser.add_argument("--wandb-report", action="store_true", help="also build a W&B Report of the sweep's "
+                        "group (implies --wandb; needs --online, an entity and the `report` extra)")
+    parser.add_argument("--entity", default=os.environ.get("WANDB_ENTITY"),
+                        help="W&B entity of the W&B Report (default: $WANDB_ENTITY)")
     parser.add_argument("--curve-targets", default="1.5,2,3",
                         help="extra target speed-ups read off the curves of methods with an operating point")
     args = parser.parse_args(argv)
@@ -290,8 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     report = build_report(args.sweep_dir, args.out or args.sweep_dir / "report", targets)
     print(markdown_table(report["table"]))
     print(f"report: {Path(report['out']) / 'report.md'} ({len(report['images'])} plots)")
-    if args.wandb:
-        log_to_wandb(report, args.sweep_dir, args.online)
+    online = args.online and os.environ.get("WANDB_MODE", "").strip().lower() not in OFFLINE_MODES
+    if args.wandb or args.wandb_report:
+        log_to_wandb(report, args.sweep_dir, online)
+    if args.wandb_report:
+        print(wandb_report_line(report, args.sweep_dir.name, online, args.entity))
     return 0
 
 

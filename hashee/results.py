@@ -36,10 +36,16 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
 
 
 def write_results(run_dir: Path, results: Mapping[str, Any], status: str) -> Path:
-    """Write ``results.json`` with ``status`` as its last key (``running``, ``complete`` or ``failed``)."""
+    """Write ``results.json`` with ``status`` as its last key (``running``, ``complete`` or ``failed``).
+
+    Under DDP only rank 0 writes it (on the other ranks this does nothing)."""
+    from hashee.distributed import is_rank_zero  # imports torch: not at the CLI's import time
+
+    path = Path(run_dir) / RESULTS_FILE
+    if not is_rank_zero():
+        return path
     payload = {k: v for k, v in results.items() if k != "status"}
     payload["status"] = status
-    path = Path(run_dir) / RESULTS_FILE
     write_json_atomic(path, payload)
     return path
 

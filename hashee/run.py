@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from hashee.backbone import load_backbone
 from hashee.cost import time_inference
 from hashee.data import TaskDataModule
+from hashee.distributed import is_rank_zero
 from hashee.errors import HasheeError
 from hashee.logging_utils import log_summary, make_logger, print_summary
 from hashee.metrics import compute_metrics
@@ -155,15 +157,26 @@ def trained_model_file(cfg: DictConfig) -> Path:
     """Where a model whose training ignores the target speed-up is kept for the other targets of a sweep.
 
     Keyed by the resolved config without the keys that only matter after training (target
-    speed-up, evaluation, logging), so one trained model serves its whole curve.
+    speed-up, evaluation, logging), so one trained model serves its whole curve, and by the code.
     """
     plain = OmegaConf.to_container(cfg, resolve=True)
     for key in ("target_speedup", "eval", "logger", "progress_bar"):
         plain.pop(key, None)
     plain.get("hashee", {}).pop("target_speedup", None)
     plain.get("data", {}).pop("cache_dir", None)
-    digest = hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    payload = json.dumps([plain, code_fingerprint()], sort_keys=True, default=str)
+    digest = hashlib.sha256(payload.encode()).hexdigest()[:24]
     return Path(cache_dir(cfg)) / "trained" / f"{cfg.task.name}-{cfg.method.name}-{digest}.pt"
+
+
+def code_fingerprint() -> str:
+    """sha256 of the source files of the method packages: a code change never reuses an older model."""
+    digest = hashlib.sha256()
+    for package in ("hashee", "baselines"):  # located, not imported (hashee never imports baselines)
+        spec = importlib.util.find_spec(package)
+        for path in sorted(Path(list(spec.submodule_search_locations)[0]).glob("*.py")) if spec else []:
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def train_or_reuse(cfg: DictConfig, module: ExitModule, datamodule: TaskDataModule, run_dir: Path,
@@ -217,6 +230,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, fingerprint: str | None = Non
     logger = make_logger(cfg, run_dir, resolved)
 
     results["train"] = train_or_reuse(cfg, module, datamodule, run_dir, logger)
+    if not is_rank_zero():  # DDP: the other ranks only train; rank 0 evaluates and writes results.json
+        return results
     results["train"].update(examples=len(datamodule.encoded["train"]), val_examples=len(datamodule.encoded["val"]))
     module.eval()
     target = cfg.get("target_speedup")

@@ -93,6 +93,26 @@ def validate_sweep(values: dict[str, list[Any]], group_options: dict[str, list[s
                 raise ConfigError(f"{key}={speedup}: above the backbone depth ({depth} layers), no exit rule can reach it")
 
 
+def relaunches_command(strategy: Any) -> bool:
+    """Whether a Lightning strategy starts its other ranks by re-running the command line (DDP's default launcher)."""
+    name = str(strategy)
+    return name.startswith("ddp") and not any(word in name for word in ("spawn", "fork", "notebook"))
+
+
+def validate_ddp_sweep(values: dict[str, list[Any]], strategy: Any, launcher: str) -> None:
+    """Refuse DDP jobs in a multirun whose launcher runs them on one machine: Lightning would start each
+    job's other ranks by re-running the whole sweep command. On SLURM the ranks are tasks started by SLURM."""
+    if "slurm" in launcher.lower():
+        return
+    strategies = [str(v) for v in values.get("trainer.strategy", [])] or [str(strategy)]
+    if "ddp" in [str(v) for v in values.get("trainer", [])] and "trainer.strategy" not in values:
+        strategies.append("ddp")
+    if any(relaunches_command(name) for name in strategies):
+        raise ConfigError("trainer=ddp in a multirun: Lightning starts the other ranks by re-running the command, "
+                          "which would re-run the sweep; run DDP jobs one at a time (without -m) or with "
+                          "hydra/launcher=submitit_slurm (hydra.launcher.tasks_per_node = trainer.devices)")
+
+
 def _sweeper_param_overrides(config: DictConfig) -> list[str]:
     params = OmegaConf.select(config, "hydra.sweeper.params") or {}
     return [f"{key}={value}" for key, value in params.items()]
@@ -133,7 +153,10 @@ class SweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         overrides = _sweeper_param_overrides(config) + list(config.hydra.overrides.task)  # command line wins
         try:
-            validate_sweep(swept_values(overrides), _group_options(), _backbone_depth(config))
+            values = swept_values(overrides)
+            validate_sweep(values, _group_options(), _backbone_depth(config))
+            validate_ddp_sweep(values, OmegaConf.select(config, "trainer.strategy", default="auto"),
+                               str(OmegaConf.select(config, "hydra.launcher._target_", default="")))
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None

@@ -79,6 +79,8 @@ class TaskSpec:
         if not isinstance(raw, dict):
             raise ConfigError(f"task config must be a mapping, got {type(raw).__name__}")
         name = _required_str(raw, "name", "task")
+        if raw.get("label_type") == "generation":
+            raise ConfigError(f"task {name} is a generation task: its spec is hashee.summarization.GenerationSpec")
         source = _required_str(raw, "source", f"task {name}")
         if source not in SOURCES:
             raise ConfigError(f"task {name}: unknown source {source!r} (known: {', '.join(SOURCES)})")

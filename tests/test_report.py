@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
 from pathlib import Path
 
+import pytest
+
+import hashee.report as report_module
 from hashee.report import aggregate, build_report, main
 
 
@@ -85,3 +90,93 @@ def test_one_row_per_seed_and_measured_runs_win_over_curve_points(tmp_path):
     assert pabee[1.5]["seeds"] == 1 and pabee[1.5]["primary_mean"] == 0.7  # measured run, not the curve point
     assert pabee[2.0]["primary_mean"] == 0.8
     assert [r["target"] for r in table if r["method"] == "full"] == [None]  # the full model has no target
+
+
+def _sweep_with_runs(tmp_path: Path) -> Path:
+    sweep = tmp_path / "sweep"
+    _fake_run(sweep, "a", "hashee", 0, 0.80, 2.0)
+    _fake_run(sweep, "c", "full", 0, 0.86, 1.0, target=None)
+    return sweep
+
+
+def _report_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("W&B Report")]
+
+
+def test_wandb_report_offline_prints_one_line_and_writes_the_local_report(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    sweep = _sweep_with_runs(tmp_path)
+    assert main([str(sweep), "--wandb", "--wandb-report", "--online", "--entity", "me"]) == 0
+    lines = _report_lines(capsys.readouterr().out)
+    assert lines == ["W&B Report not built: W&B is offline (WANDB_MODE=offline); the local report is written"]
+    assert (sweep / "report" / "report.md").stat().st_size > 0
+    assert list((sweep / "report" / "wandb").glob("offline-run-*"))  # --wandb still logged, offline
+
+
+@pytest.mark.parametrize("args,missing_package,reason", [
+    ([], False, "W&B is offline (pass --online)"),
+    (["--online"], False, "no W&B entity (pass --entity or set WANDB_ENTITY)"),
+    (["--online", "--entity", "me"], True, "wandb-workspaces is not installed (pip install -e '.[report]')"),
+])
+def test_wandb_report_says_in_one_line_why_it_was_not_built(tmp_path, capsys, monkeypatch, args, missing_package,
+                                                             reason):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_ENTITY", raising=False)
+    monkeypatch.setattr(report_module, "log_to_wandb", lambda *a: None)  # no W&B run from this test
+    if missing_package:
+        monkeypatch.setitem(sys.modules, "wandb_workspaces.reports.v2", None)  # import fails
+    sweep = _sweep_with_runs(tmp_path)
+    assert main([str(sweep), "--wandb-report", *args]) == 0
+    assert _report_lines(capsys.readouterr().out) == [f"W&B Report not built: {reason}; the local report is written"]
+    assert (sweep / "report" / "report.md").exists()
+
+
+class _Recorded:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+def _fake_reports_module() -> types.ModuleType:
+    """Stands in for ``wandb_workspaces.reports.v2``: records what is built and saved."""
+    module = types.ModuleType("wandb_workspaces.reports.v2")
+    for name in ("Runset", "PanelGrid", "WeavePanelSummaryTable", "MediaBrowser", "Layout", "H1", "P"):
+        setattr(module, name, type(name, (_Recorded,), {}))
+
+    class Report(_Recorded):
+        saved: list = []
+
+        def save(self):
+            Report.saved.append(self)
+
+        @property
+        def url(self):
+            return f"https://wandb.example/{self.kwargs['entity']}/{self.kwargs['project']}/reports/r1"
+
+    module.Report = Report
+    return module
+
+
+def test_wandb_report_is_built_for_the_sweep_group_and_saved(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    fake = _fake_reports_module()
+    monkeypatch.setitem(sys.modules, "wandb_workspaces.reports.v2", fake)
+    logged = []
+    monkeypatch.setattr(report_module, "log_to_wandb", lambda report, sweep_dir, online: logged.append(online))
+    sweep = _sweep_with_runs(tmp_path)
+    assert main([str(sweep), "--wandb-report", "--online", "--entity", "me"]) == 0
+    assert logged == [True]  # the report run (table + plots) is logged online first, in the same group
+    assert _report_lines(capsys.readouterr().out) == ["W&B Report: https://wandb.example/me/hashee-bench/reports/r1"]
+
+    (document,) = fake.Report.saved
+    assert document.kwargs["project"] == "hashee-bench" and document.kwargs["entity"] == "me"
+    assert "sweep" in document.kwargs["title"]
+    (grid,) = [b for b in document.kwargs["blocks"] if isinstance(b, fake.PanelGrid)]
+    (runset,) = grid.kwargs["runsets"]
+    assert runset.kwargs["project"] == "hashee-bench" and runset.kwargs["entity"] == "me"
+    assert runset.kwargs["filters"] == "Group = 'sweep'"
+    panels = grid.kwargs["panels"]
+    assert [p.kwargs["table_name"] for p in panels if isinstance(p, fake.WeavePanelSummaryTable)] == ["comparison"]
+    media = [p.kwargs["media_keys"] for p in panels if isinstance(p, fake.MediaBrowser)]
+    images = sorted(p.name for p in (sweep / "report").glob("*.png"))
+    assert sorted(key for keys in media for key in keys) == [f"plots/{i}" for i in images] and len(images) == 3

@@ -124,3 +124,15 @@ def test_smoke_sweep_runs_on_local_launchers(tmp_path, launcher, plugin):
     summary = [line for line in proc.stdout.splitlines() if line.startswith("sweep ")][-1]
     assert "2 ran" in summary and "0 failed" in summary
     assert len(_complete(tmp_path / "sweep")) == 2
+
+
+@pytest.mark.slow
+def test_smoke_sweep_runs_on_a_local_ray(tmp_path):
+    pytest.importorskip("ray", reason="hydra/launcher=ray needs pip install -e '.[ray]' (make test-ray)")
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    # a local Ray (started and stopped by the launcher) on this machine's CPUs, no dashboard
+    proc = _sweep(tmp_path, "hydra/launcher=ray", "+hydra.launcher.ray.init.include_dashboard=false")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = [line for line in proc.stdout.splitlines() if line.startswith("sweep ")][-1]
+    assert "8 ran, 0 skipped, 0 failed" in summary  # the whole smoke sweep: 4 methods x 2 target speed-ups
+    assert len(_complete(tmp_path / "sweep")) == 8

@@ -66,6 +66,14 @@ def assert_disjoint(data) -> None:
 @pytest.mark.parametrize("path", sorted(TASK_CONF_DIR.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_task_yaml_builds_a_spec(path: Path) -> None:
     cfg = OmegaConf.load(path)
+    if cfg.get("label_type") == "generation":
+        from hashee.summarization import GenerationSpec
+
+        with pytest.raises(tasks.ConfigError, match="generation task"):
+            TaskSpec.from_config(cfg)
+        spec = GenerationSpec.from_config(cfg)
+        assert spec.name == path.stem and spec.primary_metric in spec.metrics
+        return
     if cfg.source == "local":
         cfg.label_values = ["a", "b"]
     spec = TaskSpec.from_config(cfg)
