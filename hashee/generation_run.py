@@ -19,13 +19,12 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from hashee.errors import ConfigError
 from hashee.logging_utils import log_summary, make_logger, print_summary
-from hashee.results import package_versions, write_results
+from hashee.results import write_results
 from hashee.seq2seq import load_seq2seq_backbone
 from hashee.seq2seq_module import Seq2SeqModule
 from hashee.summarization import GenerationSpec, Seq2SeqDataModule, rouge_scores
@@ -96,18 +95,11 @@ def generation_cost(module: Seq2SeqModule, test: Mapping[str, Any], batches: lis
 
 def run_generation(cfg: DictConfig, run_dir: Path, fingerprint: str | None = None) -> dict[str, Any]:
     """Run one generation experiment end to end and write ``results.json`` into ``run_dir``."""
-    from hashee.run import cache_dir, train_or_reuse  # run.py dispatches here: import on demand
-    from hashee.sweep import config_fingerprint
+    from hashee.run import cache_dir, start_run, train_or_reuse  # run.py dispatches here: import on demand
 
     run_dir = Path(run_dir)
-    if cfg.eval.threads:
-        torch.set_num_threads(int(cfg.eval.threads))
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    results: dict[str, Any] = {"task": cfg.task.name, "method": cfg.method.name, "seed": int(cfg.seed),
-                               "run_dir": str(run_dir), "config_fingerprint": fingerprint or config_fingerprint(cfg),
-                               "config": resolved, "versions": package_versions()}
-    write_results(run_dir, results, status="running")
+    results = start_run(cfg, run_dir, fingerprint)
+    resolved = results["config"]
 
     spec = GenerationSpec.from_config(cfg.task)
     backbone = load_seq2seq_backbone(cfg.backbone)

@@ -202,6 +202,18 @@ def train_or_reuse(cfg: DictConfig, module: ExitModule, datamodule: TaskDataModu
     return info
 
 
+def start_run(cfg: DictConfig, run_dir: Path, fingerprint: str | None) -> dict[str, Any]:
+    """Threads and seeds set, and ``results.json`` started (``status: running``) with the run's identity."""
+    if cfg.eval.threads:
+        torch.set_num_threads(int(cfg.eval.threads))
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    results: dict[str, Any] = {"task": cfg.task.name, "method": cfg.method.name, "seed": int(cfg.seed),
+                               "run_dir": str(run_dir), "config_fingerprint": fingerprint or config_fingerprint(cfg),
+                               "config": OmegaConf.to_container(cfg, resolve=True), "versions": package_versions()}
+    write_results(run_dir, results, status="running")
+    return results
+
+
 def run_experiment(cfg: DictConfig, run_dir: Path, fingerprint: str | None = None) -> dict[str, Any]:
     """Run one configured experiment end to end and write ``results.json`` into ``run_dir``."""
     if cfg.get("experiment") and cfg.experiment.name != "default":
@@ -213,14 +225,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, fingerprint: str | None = Non
 
         return run_generation(cfg, Path(run_dir), fingerprint)
     run_dir = Path(run_dir)
-    if cfg.eval.threads:
-        torch.set_num_threads(int(cfg.eval.threads))
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    results: dict[str, Any] = {"task": cfg.task.name, "method": cfg.method.name, "seed": int(cfg.seed),
-                               "run_dir": str(run_dir), "config_fingerprint": fingerprint or config_fingerprint(cfg),
-                               "config": resolved, "versions": package_versions()}
-    write_results(run_dir, results, status="running")
+    results = start_run(cfg, run_dir, fingerprint)
+    resolved = results["config"]
 
     spec = TaskSpec.from_config(cfg.task)
     backbone = load_backbone(cfg.backbone)
