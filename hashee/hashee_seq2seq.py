@@ -78,11 +78,7 @@ class Seq2SeqHashEE(Seq2SeqModule):
     def _hash(self, settings: HashSettings, train_ids: list[list[int]], side: str, key: Mapping[str, Any],
               cache_dir: str | None) -> tuple[TokenHash, bool]:
         encoder_side = side == "source"
-        stack = self.net.model.model.encoder if self.net.kind == "bart" else None
-        if self.net.kind == "bart":
-            embeddings = (stack if encoder_side else self.net.model.model.decoder).embed_tokens.weight
-        else:
-            embeddings = self.net.model["encoder" if encoder_side else "decoder"].get_input_embeddings().weight
+        embeddings = self.net.word_embeddings(side)
         return load_or_build_token_hash(
             settings, Path(cache_dir or ".") / "hashes", {**key, "side": side},
             train_ids=train_ids, train_labels=[0] * len(train_ids), num_labels=1, is_regression=False,

@@ -293,6 +293,13 @@ class Seq2SeqNetwork(nn.Module):
         hidden = stack.embed_tokens(input_ids) + stack.embed_positions(input_ids, start)
         return F.dropout(stack.layernorm_embedding(hidden), stack.dropout, self.training)
 
+    def word_embeddings(self, side: str) -> torch.Tensor:
+        """Input word-embedding matrix of the encoder (``side="source"``) or the decoder (``"target"``)."""
+        if self.kind == "bart":
+            stack = self.model.model.encoder if side == "source" else self.model.model.decoder
+            return stack.embed_tokens.weight
+        return self.model["encoder" if side == "source" else "decoder"].get_input_embeddings().weight
+
     def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits of decoder states."""
         if self.kind == "bart":
