@@ -195,31 +195,50 @@ def plot_task(task: str, table: list[dict[str, Any]], axis: str, out: Path) -> P
     return path
 
 
+def exit_histogram_panels(rows: list[dict[str, Any]]) -> dict[tuple[str, float | None], dict[str, list[int]]]:
+    """HashEE training exit histograms grouped into panels: (task, target) -> {method label: counts}."""
+    panels: dict[tuple[str, float | None], dict[str, list[int]]] = defaultdict(dict)
+    for row in rows:
+        if row["exit_histogram"] and row["method"].startswith("hashee"):
+            panels[(row["task"], row["target"])].setdefault(row["method"], row["exit_histogram"])
+    return dict(panels)
+
+
 def plot_exit_histograms(rows: list[dict[str, Any]], out: Path) -> Path | None:
-    """Training exit-layer histograms of every HashEE hash (one bar group per hash and target)."""
+    """Training exit-layer histograms: a panel per task and target, a bar per hash (same colour everywhere)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    seen: dict[str, list[int]] = {}
-    for row in rows:
-        if row["exit_histogram"] and row["method"].startswith("hashee"):
-            seen.setdefault(f"{row['task']} {row['method']} s={_fmt(row['target'])}", row["exit_histogram"])
-    if not seen:
+    panels = exit_histogram_panels(rows)
+    if not panels:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 4.4))
-    width = 0.8 / len(seen)
-    for i, (label, counts) in enumerate(sorted(seen.items())):
-        total = sum(counts) or 1
-        ax.bar([layer + 1 + i * width - 0.4 + width / 2 for layer in range(len(counts))],
-               [c / total for c in counts], width=width, label=label)
-    ax.set_xlabel("exit layer")
-    ax.set_ylabel("share of training tokens")
-    ax.set_title("HashEE: training tokens per exit layer")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
+    tasks = sorted({task for task, _ in panels})
+    targets = sorted({target for _, target in panels}, key=lambda t: (t is None, t or 0.0))
+    methods = sorted({m for members in panels.values() for m in members})
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    depth = max(len(counts) for members in panels.values() for counts in members.values())
+    fig, axes = plt.subplots(len(tasks), len(targets), figsize=(3.6 * len(targets) + 0.4, 3.0 * len(tasks) + 1.0),
+                             sharey=True, squeeze=False)
+    for (r, task), (c, target) in ((rt, ct) for rt in enumerate(tasks) for ct in enumerate(targets)):
+        ax, members = axes[r][c], panels.get((task, target), {})
+        width = 0.8 / max(1, len(members))
+        for i, (method, counts) in enumerate(sorted(members.items())):
+            total = sum(counts) or 1
+            ax.bar([layer + 1 + i * width - 0.4 + width / 2 for layer in range(len(counts))],
+                   [n / total for n in counts], width=width, color=colours[method], label=method)
+        ax.set_xticks(range(1, depth + 1))
+        ax.set_xlim(0.5, depth + 0.5)
+        ax.set_title(f"{task}, target {target:g}x" if target is not None else task, fontsize=10)
+        ax.set_xlabel("exit layer")
+        ax.grid(alpha=0.3, axis="y")
+        if c == 0:
+            ax.set_ylabel("share of training tokens")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[m]) for m in methods]
+    fig.legend(handles, methods, fontsize=8, loc="lower center", ncol=min(len(methods), 5))
+    fig.suptitle("HashEE: training tokens per exit layer")
+    fig.tight_layout(rect=(0, 0.45 / fig.get_figheight(), 1, 1))
     path = out / "exit_histograms.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import hashee.report as report_module
-from hashee.report import aggregate, build_report, main
+from hashee.report import aggregate, build_report, exit_histogram_panels, main
 
 
 def _fake_run(root: Path, name: str, method: str, seed: int, primary: float, speedup: float, status: str = "complete",
@@ -51,6 +51,19 @@ def test_aggregate_keeps_targets_apart():
     rows = [{"task": "t", "method": "m", "target": s, "primary_metric": "accuracy", "primary": 0.5,
              "flops_speedup": s, "measured_speedup": s, "efficiency": 1.0} for s in (1.5, 2.0)]
     assert [r["target"] for r in aggregate(rows)] == [1.5, 2.0]
+
+
+def test_exit_histograms_get_a_panel_per_task_and_target():
+    def row(task, method, target, counts):
+        return {"task": task, "method": method, "target": target, "exit_histogram": counts}
+
+    rows = [row("sst2", "hashee[random]", 2.0, [4, 1]), row("sst2", "hashee[mi]", 2.0, [3, 2]),
+            row("sst2", "hashee[mi]", 3.0, [5, 0]), row("mrpc", "hashee[mi]", 2.0, [1, 4]),
+            row("sst2", "hashee[mi]", 2.0, [0, 5]),  # a second seed: the first histogram is kept
+            row("sst2", "pabee", 2.0, [1, 1]), row("sst2", "hashee[random]", 1.5, None)]
+    panels = exit_histogram_panels(rows)
+    assert sorted(panels) == [("mrpc", 2.0), ("sst2", 2.0), ("sst2", 3.0)]
+    assert panels[("sst2", 2.0)] == {"hashee[random]": [4, 1], "hashee[mi]": [3, 2]}
 
 
 def test_cli_refuses_a_missing_directory(tmp_path, capsys):
