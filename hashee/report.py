@@ -13,6 +13,7 @@ import argparse
 import csv
 import html
 import importlib
+import itertools
 import json
 import math
 import os
@@ -221,13 +222,13 @@ def plot_exit_histograms(rows: list[dict[str, Any]], out: Path) -> Path | None:
     depth = max(len(counts) for members in panels.values() for counts in members.values())
     fig, axes = plt.subplots(len(tasks), len(targets), figsize=(3.6 * len(targets) + 0.4, 3.0 * len(tasks) + 1.0),
                              sharey=True, squeeze=False)
-    for (r, task), (c, target) in ((rt, ct) for rt in enumerate(tasks) for ct in enumerate(targets)):
+    for (r, task), (c, target) in itertools.product(enumerate(tasks), enumerate(targets)):
         ax, members = axes[r][c], panels.get((task, target), {})
         width = 0.8 / max(1, len(members))
         for i, (method, counts) in enumerate(sorted(members.items())):
             total = sum(counts) or 1
             ax.bar([layer + 1 + i * width - 0.4 + width / 2 for layer in range(len(counts))],
-                   [n / total for n in counts], width=width, color=colours[method], label=method)
+                   [n / total for n in counts], width=width, color=colours[method])
         ax.set_xticks(range(1, depth + 1))
         ax.set_xlim(0.5, depth + 0.5)
         ax.set_title(f"{task}, target {target:g}x" if target is not None else task, fontsize=10)
