@@ -48,11 +48,11 @@ class BERxiT(LayerwiseExitModule):
         self.knob_grid = [float(t) for t in lte_grid]
 
     # -- heads and exit rule ---------------------------------------------------------------------
-    def layer_head(self, index: int, hidden: torch.Tensor) -> LayerOutput:
+    def layer_head(self, index: int, hidden: torch.Tensor, mask: torch.Tensor) -> LayerOutput:
         """Internal layers: logits and the LTE output; layer L: the final head (no LTE)."""
         if index == self.num_layers - 1:
-            return LayerOutput(self.head(hidden))
-        pooled = self.poolers[index](hidden)
+            return LayerOutput(self.head(hidden, mask))
+        pooled = self.encoder.pool(hidden, mask, self.poolers[index])
         logits = self.classifiers[index](self.dropout(pooled))
         return LayerOutput(logits, torch.sigmoid(self.lte(pooled).float()).squeeze(-1))
 

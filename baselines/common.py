@@ -11,7 +11,8 @@ exit rule that reads each layer's head output. The rule is written once, as one 
   knob value is simulated by replaying the same step over the records (no extra forward passes).
 
 FLOPs follow METHODS.md section 3: every layer run (``layer_flops(n, n)``, n = real length) plus
-every head evaluated after it (:meth:`LayerwiseExitModule.head_cost`).
+every head evaluated after it (:meth:`LayerwiseExitModule.head_cost`, and with mean pooling the
+``n*d`` of forming its pooled vector). Every head reads the encoder's pooled vector (section 2a).
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ class LayerwiseExitModule(ExitModule):
         self._val_layers: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     # -- to override -----------------------------------------------------------------------
-    def layer_head(self, index: int, hidden: torch.Tensor) -> LayerOutput:  # pragma: no cover - abstract
-        """Head of layer ``index`` (0-based) on hidden states ``[B, n, d]``."""
+    def layer_head(self, index: int, hidden: torch.Tensor, mask: torch.Tensor) -> LayerOutput:  # pragma: no cover
+        """Head of layer ``index`` (0-based) on hidden states ``[B, n, d]`` with attention mask ``[B, n]``."""
         raise NotImplementedError
 
     def exit_step(self, index: int, out: LayerOutput, state: State, knob: Any) -> tuple[torch.Tensor, State]:
@@ -119,7 +120,8 @@ class LayerwiseExitModule(ExitModule):
         return {}
 
     def head_cost(self, index: int) -> int:
-        """FLOPs per sequence of what is evaluated after layer ``index`` (default: pooler + classifier)."""
+        """FLOPs per sequence of what is evaluated after layer ``index`` (default: pooler + classifier),
+        not counting the pooling itself (:meth:`CostModel.pooling_flops`, per evaluated head)."""
         return self.cost.head_flops
 
     def training_loss(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:  # pragma: no cover
@@ -143,7 +145,8 @@ class LayerwiseExitModule(ExitModule):
 
     def all_layer_outputs(self, batch: Mapping[str, torch.Tensor]) -> list[LayerOutput]:
         """Every layer's head output on the whole batch (no exit): training and calibration records."""
-        return [self.layer_head(i, h) for i, h in enumerate(self.hidden_states(batch))]
+        mask = batch["attention_mask"]
+        return [self.layer_head(i, h, mask) for i, h in enumerate(self.hidden_states(batch))]
 
     def exit_inference(self, batch: Mapping[str, torch.Tensor], knob: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``[B, C]`` and exit layer ``[B]`` (1..L), each row exiting on its own.
@@ -160,7 +163,7 @@ class LayerwiseExitModule(ExitModule):
         plan = make_gather(mask)
         for index in range(self.num_layers):
             hidden = self.encoder.layer(index, hidden, plan)
-            out = self.layer_head(index, hidden)
+            out = self.layer_head(index, hidden, mask)
             if logits is None:
                 logits = out.logits.new_zeros(mask.shape[0], out.logits.shape[-1])
                 exit_layer = torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
@@ -184,15 +187,25 @@ class LayerwiseExitModule(ExitModule):
         cumulative = torch.tensor([0] + [self.head_cost(i) for i in range(self.num_layers)],
                                   dtype=torch.float64, device=lengths.device).cumsum(0)
         k = exit_layer.to(torch.long)
-        return k.to(torch.float64) * self.cost.layer_flops(n, n) + cumulative[k]
+        return k.to(torch.float64) * (self.cost.layer_flops(n, n) + self.cost.pooling_flops(n)) + cumulative[k]
 
     # -- ExitModule interface ----------------------------------------------------------------
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.exit_inference(batch)[0]
 
     def predict_with_flops(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.predict_outputs(batch)
+        return out["logits"], out["flops"]
+
+    def predict_outputs(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         logits, exit_layer = self.exit_inference(batch)
-        return logits, self.exit_flops(batch["attention_mask"].sum(dim=1), exit_layer)
+        return {"logits": logits, "flops": self.exit_flops(batch["attention_mask"].sum(dim=1), exit_layer),
+                "exit_layer": exit_layer.to(torch.float32)}
+
+    def exit_head_logits(self, batches: list[Mapping[str, torch.Tensor]]) -> dict[int, torch.Tensor]:
+        """Every layer's head on every example (one recording pass, no exits): ``{layer: [N, C]}``."""
+        logits = self.record(batches)["logits"]
+        return {index + 1: layer_logits for index, layer_logits in enumerate(logits)}
 
     def batch_flops(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.predict_with_flops(batch)[1]

@@ -54,15 +54,12 @@ class DeeBERT(LayerwiseExitModule):
         self.stage = STAGES[0]
 
     # -- heads and exit rule ---------------------------------------------------------------------
-    def internal_head(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
-        """Pooled [CLS] vector of internal head ``index`` (< L-1)."""
-        return self.poolers[index](hidden)
-
-    def layer_head(self, index: int, hidden: torch.Tensor) -> LayerOutput:
+    def layer_head(self, index: int, hidden: torch.Tensor, mask: torch.Tensor) -> LayerOutput:
         if index == self.num_layers - 1:
-            logits = self.head(hidden)
+            logits = self.head(hidden, mask)
         else:
-            logits = self.classifiers[index](self.dropout(self.internal_head(index, hidden)))
+            pooled = self.encoder.pool(hidden, mask, self.poolers[index])
+            logits = self.classifiers[index](self.dropout(pooled))
         return LayerOutput(logits, entropy(logits))
 
     def exit_step(self, index: int, out: LayerOutput, state: State, knob: float) -> tuple[torch.Tensor, State]:
@@ -93,7 +90,8 @@ class DeeBERT(LayerwiseExitModule):
             return self.loss(self.full_logits(batch), labels)
         with torch.no_grad():
             states = self.hidden_states(batch)[:-1]
-        return sum(self.loss(self.layer_head(i, h).logits, labels) for i, h in enumerate(states))
+        mask = batch["attention_mask"]
+        return sum(self.loss(self.layer_head(i, h, mask).logits, labels) for i, h in enumerate(states))
 
     def validation_primary(self, per_layer: list[dict[str, float]]) -> float:
         """Stage ``final``: the final layer; stage ``heads``: the mean over the internal heads."""

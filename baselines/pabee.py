@@ -42,9 +42,9 @@ class PABEE(LayerwiseExitModule):
         self.regression_tau = float(regression_tau)
 
     # -- heads and exit rule ---------------------------------------------------------------------
-    def layer_head(self, index: int, hidden: torch.Tensor) -> LayerOutput:
+    def layer_head(self, index: int, hidden: torch.Tensor, mask: torch.Tensor) -> LayerOutput:
         classifier = self.classifier if index == self.num_layers - 1 else self.classifiers[index]
-        return LayerOutput(classifier(self.dropout(self.encoder.pool(hidden))))
+        return LayerOutput(classifier(self.dropout(self.encoder.pool(hidden, mask))))
 
     def init_state(self, rows: int, device: torch.device) -> State:
         return {"previous": torch.full((rows,), float("nan"), device=device),

@@ -40,8 +40,8 @@ class PCEE(PABEE):
         self.knob = float(entropy_threshold)
         self.knob_grid = [float(t) for t in entropy_grid]
 
-    def layer_head(self, index: int, hidden: torch.Tensor) -> LayerOutput:
-        out = super().layer_head(index, hidden)
+    def layer_head(self, index: int, hidden: torch.Tensor, mask: torch.Tensor) -> LayerOutput:
+        out = super().layer_head(index, hidden, mask)
         return LayerOutput(out.logits, entropy(out.logits) / math.log(self.spec.num_labels))
 
     def init_state(self, rows: int, device: torch.device) -> State:

@@ -1,4 +1,4 @@
-"""Static-k: the first k layers, then the backbone's pooler and a linear classifier (METHODS.md section 2).
+"""Static-k: the first k layers, then the pooled vector, the backbone's pooler and a linear classifier (METHODS.md 2).
 
 No exit decision: every instance runs exactly k layers, in training and at inference. Training is
 plain cross-entropy (MSE for regression) on layer k. The knob k is fixed before training, so
@@ -46,7 +46,11 @@ class StaticExit(ExitModule):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.encoder.forward_full(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
                                            depth=self.layers)
-        return self.head(hidden)
+        return self.head(hidden, batch["attention_mask"])
 
     def batch_flops(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.cost.full_flops(batch["attention_mask"].sum(dim=1), depth=self.layers)
+
+    @property
+    def head_layer(self) -> int:
+        return self.layers

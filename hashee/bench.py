@@ -61,13 +61,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      token_type_ids=batch["token_type_ids"]).pooler_output
 
     def full(batch: dict) -> torch.Tensor:
-        return encoder.pool(encoder.forward_full(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]))
+        hidden = encoder.forward_full(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        return encoder.pool(hidden, batch["attention_mask"])
 
     def hashee_full_depth(batch: dict) -> torch.Tensor:
         exits = torch.where(batch["attention_mask"].bool(), depth, 0)
         hidden = encoder.forward_token_exits(batch["input_ids"], batch["attention_mask"], exits, depth,
                                              batch["token_type_ids"])
-        return encoder.pool(hidden)
+        return encoder.pool(hidden, batch["attention_mask"])
 
     seconds = time_pair({"hf": hf, "full": full, "hashee_full_depth": hashee_full_depth}, batches,
                         int(cfg.eval.warmup_batches), repeats)

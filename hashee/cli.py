@@ -3,6 +3,9 @@
 In a multirun, a job whose directory already holds complete results for the same configuration
 is skipped (so an interrupted sweep resumes), and a failing job is recorded and never stops the
 others. A single run that fails on bad config or data prints one line and exits with status 2.
+
+The value returned to a Hydra sweeper (Optuna, Ax, ...) is the primary metric on the *validation*
+split (at the chosen operating point): the reported split never chooses anything, tuning included.
 """
 
 from __future__ import annotations
@@ -40,9 +43,15 @@ def fail(run_dir: Path, message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
+def sweeper_objective(results: dict) -> float | None:
+    """What a sweeper optimises: the validation primary metric, never the reported split's."""
+    value = results.get("val_primary")
+    return None if value is None else float(value)
+
+
 @hydra.main(version_base="1.3", config_path="pkg://hashee_conf", config_name="config")
 def app(cfg: DictConfig) -> float | None:
-    """Train and evaluate one configured method; return the primary test metric (for sweepers)."""
+    """Train and evaluate one configured method; return the primary *validation* metric (for sweepers)."""
     from hashee.distributed import check_ddp_support  # heavy imports after Hydra has parsed the command line
     from hashee.run import run_experiment
 
@@ -56,7 +65,7 @@ def app(cfg: DictConfig) -> float | None:
     if is_complete(previous, fingerprint):
         log.info("skipping %s: complete results for this configuration exist", run_dir)
         record(sweep_dir, {**job, "status": "skipped"})
-        return float(previous["primary"])
+        return sweeper_objective(previous)
     try:
         check_ddp_support(cfg)
         results = run_experiment(cfg, run_dir, fingerprint)
@@ -77,7 +86,7 @@ def app(cfg: DictConfig) -> float | None:
     if "primary" not in results:  # DDP, a rank other than 0: it only trained (rank 0 evaluates)
         return None
     record(sweep_dir, {**job, "status": "ran"})
-    return float(results["primary"])
+    return sweeper_objective(results)
 
 
 def main() -> None:

@@ -6,7 +6,9 @@ and ``m`` tokens used as keys/values::
     4*q*d^2  (Q + attention-output projections)  +  4*m*d^2  (K + V projections)
   + 4*q*m*d  (scores + weighted sum)             +  4*q*d*f  (FFN)
 
-A head costs its pooler (2*d^2) plus its classifier (2*d*C); an LTE unit costs 2*d.
+A head costs its pooler (2*d^2) plus its classifier (2*d*C); an LTE unit costs 2*d. With mean
+pooling (METHODS.md section 2a) every evaluated head also pays ``n*d`` for the mean of the
+sequence's ``n`` real tokens.
 Padding never counts: every function takes real (non-pad) lengths or masks.
 """
 
@@ -27,11 +29,12 @@ class CostModel:
     ffn: int
     num_layers: int
     num_labels: int
+    pooling: str = "cls"
 
     @classmethod
-    def from_config(cls, config: Any, num_labels: int) -> "CostModel":
+    def from_config(cls, config: Any, num_labels: int, pooling: str = "cls") -> "CostModel":
         """Build from a Hugging Face config (hidden_size, intermediate_size, num_hidden_layers)."""
-        return cls(config.hidden_size, config.intermediate_size, config.num_hidden_layers, num_labels)
+        return cls(config.hidden_size, config.intermediate_size, config.num_hidden_layers, num_labels, pooling)
 
     def layer_flops(self, q: torch.Tensor | float, m: torch.Tensor | float) -> torch.Tensor | float:
         """FLOPs of one layer computing ``q`` tokens against ``m`` keys/values (per sequence)."""
@@ -48,8 +51,12 @@ class CostModel:
 
     @property
     def head_flops(self) -> int:
-        """Pooler (dense + tanh) and linear classifier on one [CLS] vector."""
+        """Pooler (dense + tanh) and linear classifier on one pooled vector (without the pooling itself)."""
         return self.pooler_flops + self.classifier_flops
+
+    def pooling_flops(self, lengths: torch.Tensor | float) -> torch.Tensor | float:
+        """FLOPs per evaluated head of forming the pooled vector: ``n*d`` for the mean, 0 for [CLS]."""
+        return lengths * self.hidden if self.pooling == "mean" else 0 * lengths
 
     @property
     def lte_flops(self) -> int:
@@ -60,7 +67,7 @@ class CostModel:
         """Per-sequence FLOPs of running ``depth`` (default all) full layers plus the final head."""
         depth = self.num_layers if depth is None else depth
         n = lengths.to(torch.float64)
-        return depth * self.layer_flops(n, n) + self.head_flops
+        return depth * self.layer_flops(n, n) + self.head_flops + self.pooling_flops(n)
 
     def token_exit_flops(self, exit_layers: torch.Tensor, depth: int, attend_exited: bool = True) -> torch.Tensor:
         """Per-sequence FLOPs of token-level exits.
@@ -76,16 +83,7 @@ class CostModel:
             q = (e >= layer).sum(dim=1).to(torch.float64)
             m = real if attend_exited else q
             total += self.layer_flops(q, m)
-        return total + self.head_flops
-
-    def row_exit_flops(self, lengths: torch.Tensor, exit_layer: torch.Tensor, per_layer_head_flops: int) -> torch.Tensor:
-        """Per-sequence FLOPs when whole sequences exit after ``exit_layer`` (1..L) layers.
-
-        ``per_layer_head_flops`` is what is evaluated after every layer run (heads, LTE units).
-        """
-        n = lengths.to(torch.float64)
-        k = exit_layer.to(torch.float64)
-        return k * (self.layer_flops(n, n) + per_layer_head_flops)
+        return total + self.head_flops + self.pooling_flops(real)
 
 
 def time_inference(run_batch: Callable[[Any], Any], batches: Iterable[Any], warmup: int = 2) -> float:

@@ -131,19 +131,22 @@ def datamodule_with(base: TaskDataModule, encoded: dict[str, datasets.Dataset]) 
 
 
 def layer_outputs(module: Any, rows: P.Rows, batch_size: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every layer's head logits ``[L, N, C]`` and [CLS] hidden state ``[N, L, d]`` of a multi-exit model, in row order."""
+    """Every layer's head logits ``[L, N, C]`` and pooled vector ``[N, L, d]`` (what the heads read: [CLS] or
+    the mean of the real tokens, METHODS.md 2a) of a multi-exit model, in row order."""
     logits: list[Any] = [None] * len(rows)
-    cls: list[Any] = [None] * len(rows)
+    pooled: list[Any] = [None] * len(rows)
     module.eval()
     labels = np.zeros((len(rows), 1))
     with torch.no_grad():
         for indices in P.length_sorted_chunks(rows, batch_size):
-            states = module.hidden_states(P.make_batch(rows, labels, indices, pad_id))
-            batch_logits = torch.stack([module.layer_head(i, h).logits.float() for i, h in enumerate(states)], dim=1)
-            batch_cls = torch.stack([h[:, 0].float() for h in states], dim=1)
+            batch = P.make_batch(rows, labels, indices, pad_id)
+            mask = batch["attention_mask"]
+            states = module.hidden_states(batch)
+            batch_logits = torch.stack([module.layer_head(i, h, mask).logits.float() for i, h in enumerate(states)], dim=1)
+            batch_pooled = torch.stack([module.encoder.pooled_vector(h, mask).float() for h in states], dim=1)
             for j, i in enumerate(indices):
-                logits[i], cls[i] = batch_logits[j], batch_cls[j]
-    return torch.stack(logits).transpose(0, 1), torch.stack(cls)
+                logits[i], pooled[i] = batch_logits[j], batch_pooled[j]
+    return torch.stack(logits).transpose(0, 1), torch.stack(pooled)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -259,10 +262,10 @@ def run_difficulty_model(cfg: DictConfig, run_dir: Path, fingerprint: str | None
 
     pad_id = backbone.tokenizer.pad_token_id or 0
     rows = encoded["test"].to_list()
-    logits, cls = layer_outputs(module, rows, int(cfg.data.eval_batch_size), pad_id)
+    logits, pooled = layer_outputs(module, rows, int(cfg.data.eval_batch_size), pad_id)
     correct = correctness_vectors(logits, torch.as_tensor([r["label"] for r in rows]))
     n_train = len(splits["predictor_train"])
-    data = PredictorData(rows[:n_train], rows[n_train:], correct[:n_train], correct[n_train:], cls[:n_train], cls[n_train:])
+    data = PredictorData(rows[:n_train], rows[n_train:], correct[:n_train], correct[n_train:], pooled[:n_train], pooled[n_train:])
 
     scored = score_predictors(data.y_test, run_predictors(cfg, data, pad_id))
     best = max((name for name in scored if name != BASELINE), key=lambda n: scored[n]["mean_accuracy_gap_vs_majority"],

@@ -76,17 +76,17 @@ def length_sorted_chunks(rows: Rows, batch_size: int) -> list[list[int]]:
 
 
 class EncoderPredictor(nn.Module):
-    """A (fresh) backbone with dropout and a linear multi-label head on the pooled [CLS]."""
+    """A (fresh) backbone with dropout and a linear multi-label head on the pooled vector (METHODS.md 2a)."""
 
     def __init__(self, backbone: Backbone, outputs: int) -> None:
         super().__init__()
-        self.encoder = MultiExitEncoder(backbone.model)
+        self.encoder = MultiExitEncoder(backbone.model, pooling=backbone.pooling)
         self.dropout = nn.Dropout(backbone.model.config.hidden_dropout_prob)
         self.head = nn.Linear(self.encoder.hidden_size, outputs)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         hidden = self.encoder.forward_full(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-        return self.head(self.dropout(self.encoder.pool(hidden)))
+        return self.head(self.dropout(self.encoder.pool(hidden, batch["attention_mask"])))
 
 
 class BiLSTMPredictor(nn.Module):
@@ -221,8 +221,8 @@ class PredictorData:
     test_rows: Rows
     y_train: np.ndarray
     y_test: np.ndarray
-    cls_train: torch.Tensor
-    cls_test: torch.Tensor
+    pooled_train: torch.Tensor
+    pooled_test: torch.Tensor
 
 
 def fit_and_predict(model: nn.Module, settings: FitSettings, data: PredictorData, pad_id: int) -> tuple[np.ndarray, list[float]]:
@@ -251,8 +251,8 @@ def run_predictors(cfg: DictConfig, data: PredictorData, pad_id: int) -> dict[st
             model = BiLSTMPredictor(word_vectors, int(exp.bilstm.hidden_size), layers, bool(exp.bilstm.trainable_embeddings))
             pred, loss = fit_and_predict(model, FitSettings.from_config(exp.bilstm, seed), data, pad_id)
         elif name == "layer_linear":
-            units, loss = fit_layer_units(data.cls_train, data.y_train, FitSettings.from_config(exp.layer_linear, seed))
-            pred = predict_layer_units(units, data.cls_test)
+            units, loss = fit_layer_units(data.pooled_train, data.y_train, FitSettings.from_config(exp.layer_linear, seed))
+            pred = predict_layer_units(units, data.pooled_test)
         else:  # mean_embedding_linear
             pred, loss = fit_predict_logistic(mean_embeddings(data.train_rows, word_vectors), data.y_train,
                                               mean_embeddings(data.test_rows, word_vectors),

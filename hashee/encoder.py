@@ -93,10 +93,11 @@ def math_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, 
 class MultiExitEncoder(nn.Module):
     """Layer-by-layer execution of a BERT-family model (embeddings, layers, pooler) with token gathering."""
 
-    def __init__(self, model: PreTrainedModel) -> None:
+    def __init__(self, model: PreTrainedModel, pooling: str = "cls") -> None:
         super().__init__()
         config = model.config
         self.config = config
+        self.pooling = pooling  # what every head reads: "cls" or "mean" (METHODS.md section 2a)
         self.embeddings = model.embeddings
         self.layers = model.encoder.layer
         self.pooler = model.pooler
@@ -132,9 +133,20 @@ class MultiExitEncoder(nn.Module):
         out = layer.output(layer.intermediate(attended), attended)
         return flat.index_copy(0, plan.q_flat, out).view(batch, width, d)
 
-    def pool(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The backbone's pooler (dense + tanh) on the [CLS] vector."""
-        return self.pooler(hidden)
+    def pooled_vector(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """One vector ``[B, d]`` per sequence: its [CLS] state, or the mean of its real tokens' states.
+
+        The mean never counts padding, so a row's vector does not depend on its batch.
+        """
+        if self.pooling == "mean":
+            mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
+            return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        return hidden[:, 0]
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor, pooler: nn.Module | None = None) -> torch.Tensor:
+        """A pooler (dense + tanh; default the backbone's) on the pooled vector: what every head reads."""
+        pooler = self.pooler if pooler is None else pooler
+        return pooler.activation(pooler.dense(self.pooled_vector(hidden, attention_mask)))
 
     # -- whole passes ----------------------------------------------------------------------
     def forward_full(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,

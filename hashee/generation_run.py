@@ -120,12 +120,14 @@ def run_generation(cfg: DictConfig, run_dir: Path, fingerprint: str | None = Non
     test = generate_split(module, test_batches)
     references = datamodule.references("test")
     metrics = rouge_scores(test["predictions"], references, spec.metrics)
+    val_metrics = rouge_scores(val["predictions"], datamodule.references("val"), spec.metrics)
     results.update(
         reported_split=spec.test_split_name,
         metrics=metrics,
         primary_metric=spec.primary_metric,
         primary=metrics[spec.primary_metric],
-        val_metrics=rouge_scores(val["predictions"], datamodule.references("val"), spec.metrics),
+        val_metrics=val_metrics,
+        val_primary=val_metrics[spec.primary_metric],
         val_flops_speedup=val["flops_full"] / val["flops"],
         cost=generation_cost(module, test, test_batches, cfg),
         method_info=method_info,

@@ -3,7 +3,8 @@
 No internal classifiers, no learned exit module, no extra parameters. At layer ``l`` only the
 tokens whose exit layer is >= ``l`` are gathered and computed; exited tokens keep their frozen
 state and (by default) still serve as keys/values. [CLS], special and unseen tokens run to the
-last layer ``D``; the backbone's pooler + a linear classifier read [CLS] after layer ``D``.
+last layer ``D``; the backbone's pooler + a linear classifier read the pooled vector after layer ``D``
+([CLS], or the mean of every real token, exited ones with their frozen state: METHODS.md 2a).
 Training uses exactly the hash used at inference, and no auxiliary loss.
 
 Differences from the original code (METHODS.md section 1), all deliberate:
@@ -81,12 +82,23 @@ class HashEE(ExitModule):
         exits = self.exit_layers(batch) if exits is None else exits
         hidden = self.encoder.forward_token_exits(batch["input_ids"], batch["attention_mask"], exits, self.depth,
                                                   batch.get("token_type_ids"), attend_exited=self.attend_exited)
-        return self.head(hidden)
+        return self.head(hidden, batch["attention_mask"])  # mean pooling: exited tokens with their frozen state
 
     def batch_flops(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.cost.token_exit_flops(self.exit_layers(batch), self.depth, self.attend_exited)
 
     def predict_with_flops(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """One draw of exits serves both the logits and their cost (matters for per-occurrence hashing)."""
+        out = self.predict_outputs(batch)
+        return out["logits"], out["flops"]
+
+    @property
+    def head_layer(self) -> int:
+        return self.depth
+
+    def predict_outputs(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One draw of exits serves logits and cost (matters for per-occurrence hashing); ``exit_layer``
+        is the mean exit layer of the sequence's real tokens."""
         exits = self.exit_layers(batch)
-        return self(batch, exits), self.cost.token_exit_flops(exits, self.depth, self.attend_exited)
+        real = batch["attention_mask"].sum(dim=1).clamp(min=1)
+        return {"logits": self(batch, exits), "flops": self.cost.token_exit_flops(exits, self.depth, self.attend_exited),
+                "exit_layer": exits.sum(dim=1).to(torch.float32) / real}

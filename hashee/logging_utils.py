@@ -62,13 +62,24 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value} if isinstance(value, (int, float)) and not isinstance(value, bool) else {}
 
 
+def exit_head_scalars(results: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-exit diagnostics as W&B scalars: ``exit/layer<i>/{val,test}/<metric>``, ``p_value``, ``degenerate``."""
+    diagnostics = results.get("method_info", {}).get("exit_diagnostics") or {}
+    scalars: dict[str, Any] = {}
+    for head in diagnostics.get("heads", []):
+        prefix = f"exit/layer{head['layer']}"
+        scalars.update(flatten(prefix, {"val": head["val"], "test": head["test"], "p_value": head["p_value_vs_trivial"]}))
+        scalars[f"{prefix}/degenerate"] = int(head["degenerate"])
+    return scalars
+
+
 def log_summary(logger: Any | None, results: Mapping[str, Any]) -> None:
     """Put the test metrics, validation metrics and cost block into the W&B run summary."""
     if logger is None:
         return
     try:
         scalars = {**flatten("test", results.get("metrics", {})), **flatten("val_final", results.get("val_metrics", {})),
-                   **flatten("cost", results.get("cost", {}))}
+                   **flatten("cost", results.get("cost", {})), **exit_head_scalars(results)}
         logger.experiment.summary.update(scalars)
         logger.log_metrics(scalars)
         extra = results.get("method_info", {})

@@ -39,7 +39,7 @@ def example_index(batch: Mapping[str, torch.Tensor], earlier: list[tuple[torch.T
 
 
 class ExitModule(pl.LightningModule):
-    """Backbone (as a :class:`MultiExitEncoder`) + dropout + linear classifier on the pooled [CLS]."""
+    """Backbone (as a :class:`MultiExitEncoder`) + dropout + linear classifier on the pooled vector."""
 
     # Methods whose samples exit on their own in a batch: their batched inference is checked
     # against batch-size-1 inference after every run (``eval.batch1_check``).
@@ -53,10 +53,10 @@ class ExitModule(pl.LightningModule):
         self.spec, self.method_name = spec, name
         self.optim = dict(optim)
         config = backbone.model.config
-        self.encoder = MultiExitEncoder(backbone.model)
+        self.encoder = MultiExitEncoder(backbone.model, pooling=backbone.pooling)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, spec.num_labels)
-        self.cost = CostModel.from_config(config, spec.num_labels)
+        self.cost = CostModel.from_config(config, spec.num_labels, pooling=backbone.pooling)
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.stage = "main"
 
@@ -95,15 +95,31 @@ class ExitModule(pl.LightningModule):
         """Logits and the FLOPs per sequence of that very inference (exits decided once)."""
         return self.predict(batch), self.batch_flops(batch)
 
+    @property
+    def head_layer(self) -> int:
+        """The layer whose output the (single) classifier reads: L for the full model."""
+        return self.encoder.num_layers
+
+    def predict_outputs(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per sequence: logits, FLOPs and the layer its prediction was read at (one inference)."""
+        logits, flops = self.predict_with_flops(batch)
+        exit_layer = torch.full((logits.shape[0],), float(self.head_layer), device=logits.device)
+        return {"logits": logits, "flops": flops, "exit_layer": exit_layer}
+
+    def exit_head_logits(self, batches: list[Mapping[str, torch.Tensor]]) -> dict[int, torch.Tensor] | None:
+        """Every exit head's logits ``{layer: [N, C]}`` on these batches, as if every example exited
+        there; None for a method with a single head (read at :attr:`head_layer`)."""
+        return None
+
     # -- shared pieces ---------------------------------------------------------------------
-    def head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Pooler on [CLS], dropout, classifier: logits ``[B, C]``."""
-        return self.classifier(self.dropout(self.encoder.pool(hidden)))
+    def head(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooler on the pooled vector ([CLS] or mean of real tokens), dropout, classifier: logits ``[B, C]``."""
+        return self.classifier(self.dropout(self.encoder.pool(hidden, attention_mask)))
 
     def full_logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The full model (every layer, every token): the reference for measured speed-up."""
         hidden = self.encoder.forward_full(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-        return self.head(hidden)
+        return self.head(hidden, batch["attention_mask"])
 
     def full_flops(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.cost.full_flops(batch["attention_mask"].sum(dim=1))

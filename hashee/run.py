@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import hydra
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
@@ -25,13 +26,15 @@ from hashee.data import TaskDataModule
 from hashee.distributed import is_rank_zero
 from hashee.errors import HasheeError
 from hashee.logging_utils import log_summary, make_logger, print_summary
-from hashee.metrics import compute_metrics
-from hashee.module import ExitModule
+from hashee.diagnostics import exit_diagnostics
+from hashee.metrics import compute_metrics, predictions
+from hashee.module import ExitModule, example_index
 from hashee.results import package_versions, write_results
 from hashee.sweep import config_fingerprint
 from hashee.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
+PREDICTIONS_FILE = "predictions.npz"
 logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)  # no banner/tips
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -65,16 +68,37 @@ def instantiate_method(method_cfg: Any, **kwargs: Any) -> Any:
 
 
 def evaluate(module: ExitModule, batches: list[Mapping[str, torch.Tensor]]) -> dict[str, Any]:
-    """Logits, labels and FLOPs (method and full model, real lengths) of one pass over ``batches``."""
-    logits, labels, flops, full = [], [], 0.0, 0.0
+    """One pass over ``batches``: per example its logits, label, position in the split, FLOPs (method and
+    full model, real lengths) and exit layer; ``flops`` / ``flops_full`` are the split's totals."""
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("logits", "labels", "index", "example_flops",
+                                                              "example_flops_full", "exit_layer")}
     with torch.inference_mode():
         for batch in batches:
-            out, cost = module.predict_with_flops(batch)
-            logits.append(out.float().cpu())
-            labels.append(batch["labels"].cpu())
-            flops += float(cost.sum())
-            full += float(module.full_flops(batch).sum())
-    return {"logits": torch.cat(logits), "labels": torch.cat(labels), "flops": flops, "flops_full": full}
+            out = module.predict_outputs(batch)
+            parts["logits"].append(out["logits"].float().cpu())
+            parts["labels"].append(batch["labels"].cpu())
+            parts["index"].append(example_index(batch, parts["index"]))
+            parts["example_flops"].append(out["flops"].double().cpu())
+            parts["example_flops_full"].append(module.full_flops(batch).double().cpu())
+            parts["exit_layer"].append(out["exit_layer"].float().cpu())
+    result: dict[str, Any] = {k: torch.cat(v) for k, v in parts.items()}
+    result.update(flops=float(result["example_flops"].sum()), flops_full=float(result["example_flops_full"].sum()))
+    return result
+
+
+def save_predictions(run_dir: Path, spec: TaskSpec, evaluated: Mapping[str, Any]) -> str:
+    """Per-example outputs on the reported split (``predictions.npz``), for paired comparisons after the fact.
+
+    Arrays, in one order: ``index`` (position in the split), ``label``, ``prediction``, ``logits``,
+    ``flops``, ``flops_full`` and ``exit_layer`` (HashEE: the mean exit layer of the real tokens)."""
+    path = Path(run_dir) / PREDICTIONS_FILE
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez_compressed(tmp, index=evaluated["index"].numpy(), label=evaluated["labels"].numpy(),
+                        prediction=predictions(spec, evaluated["logits"]).numpy(), logits=evaluated["logits"].numpy(),
+                        flops=evaluated["example_flops"].numpy(), flops_full=evaluated["example_flops_full"].numpy(),
+                        exit_layer=evaluated["exit_layer"].numpy())
+    os.replace(tmp, path)
+    return PREDICTIONS_FILE
 
 
 def measure_times(module: ExitModule, batches: list[Mapping[str, torch.Tensor]], warmup: int, repeats: int) -> tuple[float, float]:
@@ -232,7 +256,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, fingerprint: str | None = Non
     backbone = load_backbone(cfg.backbone)
     datamodule = build_data(cfg, spec, backbone.tokenizer, backbone.source)
     module: ExitModule = instantiate_method(cfg.method, spec=spec, backbone=backbone, optim=cfg.optim)
-    method_info = {"prepare": module.prepare(datamodule, cache_dir(cfg))}
+    method_info = {"pooling": backbone.pooling, "prepare": module.prepare(datamodule, cache_dir(cfg))}
+    log.info("heads read the %s pooled vector (backbone.pooling=%s)", backbone.pooling, cfg.backbone.get("pooling", "auto"))
     logger = make_logger(cfg, run_dir, resolved)
 
     results["train"] = train_or_reuse(cfg, module, datamodule, run_dir, logger)
@@ -243,19 +268,25 @@ def run_experiment(cfg: DictConfig, run_dir: Path, fingerprint: str | None = Non
     target = cfg.get("target_speedup")
     method_info["operating_point"] = module.calibrate(datamodule, None if target is None else float(target))
 
-    val = evaluate(module, datamodule.eval_batches("val"))
+    val_batches = datamodule.eval_batches("val")
+    val = evaluate(module, val_batches)
     test_batches = datamodule.eval_batches("test")
     test = evaluate(module, test_batches)
     metrics = compute_metrics(spec, test["logits"], test["labels"])
+    val_metrics = compute_metrics(spec, val["logits"], val["labels"])
     curve = module.evaluation_curve(test_batches)
     if curve is not None:
         method_info["test_curve"] = curve
+    method_info["exit_diagnostics"] = exit_diagnostics(module, spec, datamodule.labels("train"),
+                                                       {"val": (val_batches, val), "test": (test_batches, test)})
     results.update(
         reported_split=spec.test_split_name,
         metrics=metrics,
         primary_metric=spec.primary_metric,
         primary=metrics[spec.primary_metric],
-        val_metrics=compute_metrics(spec, val["logits"], val["labels"]),
+        val_metrics=val_metrics,
+        val_primary=val_metrics[spec.primary_metric],
+        predictions_file=save_predictions(run_dir, spec, test),
         val_flops_speedup=val["flops_full"] / val["flops"],
         cost=cost_block(module, test, test_batches, cfg, datamodule),
         method_info=method_info,

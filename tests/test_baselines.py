@@ -106,8 +106,8 @@ def test_nan_entropy_never_exits_early_and_still_ends_at_last_layer(tiny_backbon
     batch = text_batch(tiny_backbone, REAL_TEXT[:3])
     original = module.layer_head
 
-    def nan_internal(index, hidden):
-        out = original(index, hidden)
+    def nan_internal(index, hidden, mask):
+        out = original(index, hidden, mask)
         if index < LAYERS - 1:
             nan = torch.full_like(out.logits, float("nan"))
             return LayerOutput(nan, entropy(nan))

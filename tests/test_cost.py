@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -15,30 +16,38 @@ def _counted(fn) -> int:
     return counter.get_total_flops()
 
 
-def _setup(backbone):
-    encoder = MultiExitEncoder(backbone.model).eval()
+def _setup(backbone, pooling="cls"):
+    encoder = MultiExitEncoder(backbone.model, pooling=pooling).eval()
     encoder.attention_impl = "math"  # SDPA on CPU is invisible to the counter; math is identical
     head = torch.nn.Linear(encoder.hidden_size, 3)
-    cost = CostModel.from_config(backbone.model.config, num_labels=3)
+    cost = CostModel.from_config(backbone.model.config, num_labels=3, pooling=pooling)
     return encoder, head, cost
 
 
-def test_full_model_flops_match_counter(minilm_backbone, real_batch):
-    encoder, head, cost = _setup(minilm_backbone)
+def _matmul_flops(cost: CostModel, analytic: float, n: int) -> float:
+    """The analytic count without the mean pooling's n*d additions (the counter sees matrix products only)."""
+    return analytic - float(cost.pooling_flops(torch.tensor([float(n)]))[0])
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_full_model_flops_match_counter_exactly(minilm_backbone, real_batch, pooling):
+    encoder, head, cost = _setup(minilm_backbone, pooling)
     row = {k: v[2:3, : int(real_batch["attention_mask"][2].sum())] for k, v in real_batch.items()}
     n = row["input_ids"].shape[1]
 
     def run():
         hidden = encoder.forward_full(row["input_ids"], row["attention_mask"], row["token_type_ids"])
-        head(encoder.pool(hidden))
+        head(encoder.pool(hidden, row["attention_mask"]))
 
     counted = _counted(run)
     analytic = float(cost.full_flops(torch.tensor([n])))
-    assert abs(counted - analytic) / analytic < 0.01
+    assert counted == _matmul_flops(cost, analytic, n)
+    assert analytic - counted == (n * cost.hidden if pooling == "mean" else 0)
 
 
-def test_token_exit_flops_match_counter_for_attend_and_drop(minilm_backbone, real_batch):
-    encoder, head, cost = _setup(minilm_backbone)
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_token_exit_flops_match_counter_exactly_for_attend_and_drop(minilm_backbone, real_batch, pooling):
+    encoder, head, cost = _setup(minilm_backbone, pooling)
     n = int(real_batch["attention_mask"][2].sum())
     ids = real_batch["input_ids"][2:3, :n]
     mask = torch.ones_like(ids)
@@ -46,11 +55,11 @@ def test_token_exit_flops_match_counter_for_attend_and_drop(minilm_backbone, rea
     exits[0, 0] = 6
     for attend in (True, False):
         def run():
-            head(encoder.pool(encoder.forward_token_exits(ids, mask, exits, 6, attend_exited=attend)))
+            head(encoder.pool(encoder.forward_token_exits(ids, mask, exits, 6, attend_exited=attend), mask))
 
         counted = _counted(run)
         analytic = float(cost.token_exit_flops(exits, 6, attend_exited=attend))
-        assert abs(counted - analytic) / analytic < 0.01, (attend, counted, analytic)
+        assert counted == _matmul_flops(cost, analytic, n), (attend, counted, analytic)
 
 
 def test_layer_flops_formula_and_padding_free():

@@ -11,8 +11,8 @@ from transformers import BertForSequenceClassification
 from hashee.encoder import MultiExitEncoder, make_gather
 
 
-def _encoder(backbone) -> MultiExitEncoder:
-    return MultiExitEncoder(backbone.model).eval()
+def _encoder(backbone, pooling: str = "cls") -> MultiExitEncoder:
+    return MultiExitEncoder(backbone.model, pooling=pooling).eval()
 
 
 def test_full_pass_equals_hf_bertmodel_on_real_text(minilm_backbone, real_batch):
@@ -23,7 +23,23 @@ def test_full_pass_equals_hf_bertmodel_on_real_text(minilm_backbone, real_batch)
         hidden = encoder.forward_full(real_batch["input_ids"], real_batch["attention_mask"], real_batch["token_type_ids"])
     real = real_batch["attention_mask"].bool()
     assert torch.allclose(hidden[real], ref.last_hidden_state[real], atol=1e-5)
-    assert torch.allclose(encoder.pool(hidden), ref.pooler_output, atol=1e-5)
+    assert torch.allclose(encoder.pool(hidden, real_batch["attention_mask"]), ref.pooler_output, atol=1e-5)
+
+
+def test_mean_pooling_is_the_pooler_on_the_mean_of_real_tokens(minilm_backbone, real_batch):
+    """sentence-transformers' mean pooling (real tokens only) of transformers' states, then dense + tanh."""
+    model = minilm_backbone.model.eval()
+    encoder = _encoder(minilm_backbone, "mean")
+    mask = real_batch["attention_mask"]
+    assert bool((mask == 0).any()), "the batch must contain padding for this test to mean anything"
+    with torch.no_grad():
+        ref = model(**real_batch).last_hidden_state
+        hidden = encoder.forward_full(real_batch["input_ids"], mask, real_batch["token_type_ids"])
+        pooled = encoder.pool(hidden, mask)
+    for row in range(mask.shape[0]):
+        mean = ref[row, : int(mask[row].sum())].mean(dim=0)
+        expected = torch.tanh(model.pooler.dense(mean))
+        assert torch.allclose(pooled[row], expected, atol=1e-5)
 
 
 def test_token_exits_at_last_layer_equal_hf_sequence_classification(minilm_backbone, real_batch):
@@ -39,7 +55,7 @@ def test_token_exits_at_last_layer_equal_hf_sequence_classification(minilm_backb
         ref = clf(**real_batch).logits
         hidden = encoder.forward_token_exits(real_batch["input_ids"], real_batch["attention_mask"], exits,
                                              config.num_hidden_layers, real_batch["token_type_ids"])
-        ours = clf.classifier(encoder.pool(hidden))
+        ours = clf.classifier(encoder.pool(hidden, real_batch["attention_mask"]))
     assert torch.allclose(ours, ref, atol=1e-5)
 
 
@@ -50,19 +66,20 @@ def _random_exits(mask: torch.Tensor, depth: int, seed: int) -> torch.Tensor:
     return torch.where(mask.bool(), exits, 0)
 
 
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
 @pytest.mark.parametrize("attend", [True, False])
-def test_logits_do_not_depend_on_batch_companions_or_padding(minilm_backbone, real_batch, attend):
-    encoder = _encoder(minilm_backbone)
+def test_logits_do_not_depend_on_batch_companions_or_padding(minilm_backbone, real_batch, attend, pooling):
+    encoder = _encoder(minilm_backbone, pooling)
     ids, mask, types = real_batch["input_ids"], real_batch["attention_mask"], real_batch["token_type_ids"]
     exits = _random_exits(mask, 6, seed=1)
     with torch.no_grad():
-        together = encoder.pool(encoder.forward_token_exits(ids, mask, exits, 6, types, attend_exited=attend))
+        together = encoder.pool(encoder.forward_token_exits(ids, mask, exits, 6, types, attend_exited=attend), mask)
         for row in range(ids.shape[0]):
             n = int(mask[row].sum())
             # alone, without padding
             alone = encoder.pool(encoder.forward_token_exits(ids[row:row + 1, :n], mask[row:row + 1, :n],
                                                              exits[row:row + 1, :n], 6, types[row:row + 1, :n],
-                                                             attend_exited=attend))
+                                                             attend_exited=attend), mask[row:row + 1, :n])
             assert torch.allclose(alone[0], together[row], atol=1e-5)
             # with extra padding of garbage ids
             pad = torch.full((1, 7), 999)
@@ -70,7 +87,8 @@ def test_logits_do_not_depend_on_batch_companions_or_padding(minilm_backbone, re
             padded_mask = torch.cat([mask[row:row + 1, :n], torch.zeros(1, 7, dtype=mask.dtype)], dim=1)
             padded_exits = torch.cat([exits[row:row + 1, :n], torch.zeros(1, 7, dtype=exits.dtype)], dim=1)
             more = encoder.pool(encoder.forward_token_exits(padded_ids, padded_mask, padded_exits, 6,
-                                                            torch.zeros_like(padded_ids), attend_exited=attend))
+                                                            torch.zeros_like(padded_ids), attend_exited=attend),
+                               padded_mask)
             assert torch.allclose(more[0], together[row], atol=1e-5)
 
 
@@ -142,7 +160,7 @@ def test_gradients_flow_through_gathered_layers(tiny_backbone):
     ids = torch.randint(1000, 2000, (2, 6))
     mask = torch.ones_like(ids)
     exits = _random_exits(mask, 4, seed=0)
-    encoder.pool(encoder.forward_token_exits(ids, mask, exits, 4)).sum().backward()
+    encoder.pool(encoder.forward_token_exits(ids, mask, exits, 4), mask).sum().backward()
     assert encoder.layers[3].attention.self.query.weight.grad is not None
     assert encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0
 
@@ -167,4 +185,4 @@ def test_other_bert_family_models_load_unchanged(family):
         hidden = encoder.forward_full(ids, mask)
     real = mask.bool()
     assert torch.allclose(hidden[real], ref.last_hidden_state[real], atol=1e-5)
-    assert torch.allclose(encoder.pool(hidden), ref.pooler_output, atol=1e-5)
+    assert torch.allclose(encoder.pool(hidden, mask), ref.pooler_output, atol=1e-5)
