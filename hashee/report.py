@@ -1,8 +1,11 @@
 """``hashee-report SWEEP_DIR``: turn the results.json files of a (possibly partial) sweep into a report.
 
-Writes ``<out>/report.md``, ``report.html``, ``runs.csv`` and PNG plots: per task, primary metric
-vs FLOPs speed-up and vs measured speed-up (one line per method, the full model as a dashed
-reference), and the training exit-layer histogram of every HashEE hash. ``--wandb`` logs the same
+Writes ``<out>/report.md``, ``report.html`` (self-contained: plots embedded), ``runs.csv`` and PNG
+plots: per task, primary metric vs FLOPs speed-up and vs measured speed-up (one line per method, the
+full model as a dashed reference), every operating point with the Pareto front, each exit head on its
+own, and the training exit-layer histogram of every HashEE hash. Sections: the comparison table,
+intervals, paired comparisons and Pareto scores (:mod:`hashee.report_stats`), and the per-exit
+diagnostics (:mod:`hashee.report_diagnostics`). ``--wandb`` logs the same
 tables and plots to a W&B run in the sweep's group (offline unless ``--online``); ``--wandb-report``
 also builds a W&B Report of that group (online, with an entity; needs the ``report`` extra).
 """
@@ -10,6 +13,7 @@ also builds a W&B Report of that group (online, with an entity; needs the ``repo
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import html
 import importlib
@@ -23,6 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
+from hashee import report_diagnostics, report_stats
 from hashee.operating_points import test_point_for_target
 
 PROJECT = "hashee-bench"  # the W&B project of the report run and of the W&B Report
@@ -91,6 +96,8 @@ def collect_runs(sweep_dir: Path, curve_targets: Iterable[float] = ()) -> tuple[
             "flops_speedup": cost.get("flops_speedup"), "measured_speedup": cost.get("measured_speedup"),
             "efficiency": cost.get("efficiency"), "run_dir": str(path.parent), "source": "run",
             "exit_histogram": described.get("train_exit_histogram"),
+            "exit_diagnostics": results.get("method_info", {}).get("exit_diagnostics"),
+            "primary_ci95": results.get("primary_ci95"),
             **{f"metric.{k}": v for k, v in results.get("metrics", {}).items()},
         }
         rows.append(row)
@@ -151,15 +158,17 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def html_page(title: str, table: list[dict[str, Any]], images: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in COLUMNS) + "</tr>" for r in table)
-    figures = "".join(f'<figure><img src="{html.escape(i)}" width="640"><figcaption>{html.escape(i)}</figcaption></figure>'
-                      for i in images)
+def html_page(title: str, markdown_text: str, out: Path) -> str:
+    """report.md as one self-contained HTML page: every plot embedded as a data URI, no external file."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(markdown_text)
+    for image in sorted({p.name for p in out.glob("*.png")}):
+        data = base64.b64encode((out / image).read_bytes()).decode("ascii")
+        body = body.replace(f'src="{html.escape(image)}"', f'src="data:image/png;base64,{data}" width="720"')
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-            "padding:3px 8px;text-align:right}</style></head>"
-            f"<body><h1>{html.escape(title)}</h1><table><tr>{head}</tr>{body}</table>{figures}</body></html>")
+            f"padding:3px 8px;text-align:right}}</style></head><body>{body}</body></html>")
 
 
 def plot_task(task: str, table: list[dict[str, Any]], axis: str, out: Path) -> Path | None:
@@ -247,7 +256,7 @@ def plot_exit_histograms(rows: list[dict[str, Any]], out: Path) -> Path | None:
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    keys = sorted({k for r in rows for k in r if k != "exit_histogram"},
+    keys = sorted({k for r in rows for k in r if k not in ("exit_histogram", "exit_diagnostics")},
                   key=lambda k: (k.startswith("metric."), k))
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
@@ -272,15 +281,25 @@ def build_report(sweep_dir: Path, out: Path, curve_targets: Iterable[float] = (1
     hist = plot_exit_histograms(rows, out)
     if hist:
         images.append(hist.name)
+    stats = report_stats.statistics_sections(rows, out)
+    heads = report_diagnostics.head_rows([r for r in rows if r["source"] == "run"])
+    head_images = [p.name for task in sorted({h["task"] for h in heads})
+                   if (p := report_diagnostics.plot_task_heads(task, heads, out))]
+    images += stats["images"] + head_images
     title = f"hashee-bench report: {sweep_dir.name}"
     counts = ", ".join(f"{v} {k}" for k, v in sorted(statuses.items()))
     md = [f"# {title}", "", f"Runs found: {counts}. Rows without a measured speed-up are read off a trained "
           "model's curves (knob chosen on validation, test point reported).", "", markdown_table(table), ""]
-    md += [f"![{i}]({i})" for i in images]
-    (out / "report.md").write_text("\n".join(md) + "\n")
-    (out / "report.html").write_text(html_page(title, table, images))
+    md += [f"![{i}]({i})" for i in images if i not in stats["images"] + head_images]
+    md += ["", stats["markdown"], ""] + [f"![{i}]({i})" for i in stats["images"]]
+    if heads:
+        md += ["", report_diagnostics.markdown_section(heads), ""] + [f"![{i}]({i})" for i in head_images]
+    text = "\n".join(md) + "\n"
+    (out / "report.md").write_text(text)
+    (out / "report.html").write_text(html_page(title, text, out))
     write_csv(rows, out / "runs.csv")
-    return {"out": str(out), "table": table, "images": images, "statuses": statuses, "rows": rows}
+    return {"out": str(out), "table": table, "images": images, "statuses": statuses, "rows": rows,
+            "statistics": stats["tables"], "exit_heads": heads}
 
 
 def log_to_wandb(report: dict[str, Any], sweep_dir: Path, online: bool) -> None:
@@ -291,12 +310,23 @@ def log_to_wandb(report: dict[str, Any], sweep_dir: Path, online: bool) -> None:
         run = wandb.init(project=PROJECT, group=sweep_dir.name, job_type="report", name=f"report-{sweep_dir.name}",
                          mode="online" if online else "offline", dir=report["out"])
         table = wandb.Table(columns=COLUMNS, data=[[r[c] for c in COLUMNS] for r in report["table"]])
-        run.log({"comparison": table, **{f"plots/{i}": wandb.Image(str(Path(report["out"]) / i)) for i in report["images"]}})
+        extra = {name: wandb_table(rows) for name, rows in {**report.get("statistics", {}),
+                                                            "exit_heads": report.get("exit_heads", [])}.items() if rows}
+        run.log({"comparison": table, **extra,
+                 **{f"plots/{i}": wandb.Image(str(Path(report["out"]) / i)) for i in report["images"]}})
         run.finish()
         print(f"W&B: logged the report to a run in group '{sweep_dir.name}' ({'online' if online else 'offline'})")
     except Exception as exc:  # noqa: BLE001
         print(f"W&B: not logged ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); the local report is written")
         return
+
+
+def wandb_table(rows: list[dict[str, Any]]) -> Any:
+    """A W&B Table of uniform dict rows (the statistics and exit-head tables)."""
+    import wandb
+
+    columns = list(rows[0])
+    return wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
 
 
 def wandb_report_blocker(online: bool, entity: str | None) -> str | None:

@@ -27,6 +27,7 @@ def head_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                          "layer": head["layer"], "metric": metric, "val": head["val"].get(metric),
                          "test": head["test"].get(metric), "p_value": head["p_value_vs_trivial"],
                          "degenerate": head["degenerate"], "trivial": diagnostics["trivial"]["test"].get(metric),
+                         "multi_head": len(diagnostics["heads"]) > 1,
                          "trivial_name": diagnostics.get("trivial_predictor", "trivial predictor")})
     return rows
 
@@ -34,7 +35,7 @@ def head_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def series_key(row: dict[str, Any]) -> str:
     """A line of the plot: multi-head methods and static (k varies with the target) by name; the other
     single-head methods (HashEE) by name and target."""
-    if row["method"] in ("full", "static") or row["target"] is None:
+    if row["multi_head"] or row["method"] in ("full", "static") or row["target"] is None:
         return row["method"]
     return f"{row['method']} @{row['target']:g}x"
 
