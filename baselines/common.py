@@ -10,6 +10,16 @@ exit rule that reads each layer's head output. The rule is written once, as one 
 - calibration: one full pass records every layer's output on the validation batches, then each
   knob value is simulated by replaying the same step over the records (no extra forward passes).
 
+Near-ties. Float rounding depends on the batch a row is computed in (other matrix shapes), so a
+row's scores move by ~1e-7 between batch compositions, and a score that close to the knob could
+fall on either side of it. The rule that makes every decision independent of the batch: a decision
+within :data:`NEAR_TIE` of flipping (:meth:`LayerwiseExitModule.near_tie`: a score that close to the
+knob; PABEE: top-two logits that close, or a regression difference that close to tau) is a near-tie,
+and the row is then decided by batch-size-1 inference of the row alone (its real tokens, no
+padding), which is the reference; its FLOPs are that inference's. Any other decision has a margin
+far above fp32 rounding, so it is the same in any batch. Calibration keeps its knobs clear of the
+validation scores (:func:`clear_of_scores`), so that replaying the rule over the record equals inference.
+
 FLOPs follow METHODS.md section 3: every layer run (``layer_flops(n, n)``, n = real length) plus
 every head evaluated after it (:meth:`LayerwiseExitModule.head_cost`, and with mean pooling the
 ``n*d`` of forming its pooled vector). Every head reads the encoder's pooled vector (section 2a).
@@ -35,6 +45,9 @@ from hashee.module import ExitModule, example_index
 
 State = dict[str, torch.Tensor]
 
+# Relative margin (absolute below 1) under which float rounding may flip an exit decision (fp32 inference).
+NEAR_TIE = 1e-5
+
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
     """Softmax entropy per row in fp32: ``logsumexp(z) - sum softmax(z) * z`` (NaN if the logits are)."""
@@ -45,6 +58,35 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
 def below(values: torch.Tensor, threshold: float) -> torch.Tensor:
     """``values < threshold`` where a NaN value is never below (it means "do not exit here")."""
     return (values < threshold) & ~torch.isnan(values)
+
+
+def near(values: torch.Tensor, edge: torch.Tensor | float) -> torch.Tensor:
+    """Where ``values`` lie within :data:`NEAR_TIE` of ``edge`` (relative above 1): a decision rounding
+    could flip. A NaN value or an infinite edge is never near."""
+    values = values.double()
+    edge = torch.as_tensor(edge, dtype=torch.float64, device=values.device)
+    scale = torch.maximum(values.abs(), edge.abs()).clamp(min=1.0)
+    return ((values - edge).abs() <= NEAR_TIE * scale) & torch.isfinite(edge)
+
+
+def clear_of_scores(knob: float, scores: torch.Tensor) -> float:
+    """``knob``, or where a score in ``scores`` (sorted, distinct, finite) is a near-tie of it, the middle
+    of the gap just below the lowest such score (that score still does not exit, as with the knob on it)."""
+    tied = near(scores, knob).nonzero(as_tuple=True)[0]
+    if not tied.numel():
+        return knob
+    first = int(tied[0])
+    score = float(scores[first])
+    if first == 0:
+        return score - 2 * NEAR_TIE * max(1.0, abs(score))
+    return (float(scores[first - 1]) + score) / 2
+
+
+def row_alone(batch: Mapping[str, torch.Tensor], row: int) -> dict[str, torch.Tensor]:
+    """Row ``row`` of a batch as a one-row batch of its real tokens (no padding)."""
+    real = batch["attention_mask"][row].bool()
+    return {key: batch[key][row][real].unsqueeze(0) for key in ("input_ids", "attention_mask", "token_type_ids")
+            if batch.get(key) is not None}
 
 
 def pooler_copies(pooler: nn.Module, count: int) -> nn.ModuleList:
@@ -119,6 +161,13 @@ class LayerwiseExitModule(ExitModule):
         """Per-row exit state before layer 1 (e.g. PABEE's counter)."""
         return {}
 
+    def near_tie(self, index: int, out: LayerOutput, state: State, knob: Any) -> torch.Tensor:
+        """Rows whose decision after layer ``index`` (< L-1) float rounding could flip (``state``: before
+        :meth:`exit_step`). Default: a score within :data:`NEAR_TIE` of the knob."""
+        if out.score is None:
+            return torch.zeros(out.logits.shape[0], dtype=torch.bool, device=out.logits.device)
+        return near(out.score, knob)
+
     def head_cost(self, index: int) -> int:
         """FLOPs per sequence of what is evaluated after layer ``index`` (default: pooler + classifier),
         not counting the pooling itself (:meth:`CostModel.pooling_flops`, per evaluated head)."""
@@ -152,10 +201,13 @@ class LayerwiseExitModule(ExitModule):
         """Logits ``[B, C]`` and exit layer ``[B]`` (1..L), each row exiting on its own.
 
         Exited rows are removed from the batch before the next layer runs, and the padded width is
-        trimmed to the remaining rows, so later layers only compute what is still needed.
+        trimmed to the remaining rows, so later layers only compute what is still needed. A row whose
+        decision is a near-tie (:meth:`near_tie`) leaves too, and is decided by inference of the row
+        alone (one row, no padding: the reference, where no decision is handed on).
         """
         knob = self.knob if knob is None else knob
         mask = batch["attention_mask"].bool()
+        reference = mask.shape[0] == 1 and bool(mask.all())
         hidden = self.encoder.embed(batch["input_ids"], batch.get("token_type_ids"))
         rows = torch.arange(mask.shape[0], device=mask.device)
         state = self.init_state(mask.shape[0], mask.device)
@@ -167,16 +219,24 @@ class LayerwiseExitModule(ExitModule):
             if logits is None:
                 logits = out.logits.new_zeros(mask.shape[0], out.logits.shape[-1])
                 exit_layer = torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
+            tied = torch.zeros_like(rows, dtype=torch.bool)
             if index == self.num_layers - 1:
                 exits = torch.ones_like(rows, dtype=torch.bool)
             else:
+                if not reference:
+                    tied = self.near_tie(index, out, state, knob)
                 exits, state = self.exit_step(index, out, state, knob)
+                exits = exits & ~tied
+                for row in rows[tied].tolist():
+                    one_logits, one_exit = self.exit_inference(row_alone(batch, row), knob)
+                    logits[row], exit_layer[row] = one_logits[0], one_exit[0]
             logits[rows[exits]] = out.logits[exits]
             exit_layer[rows[exits]] = index + 1
-            if bool(exits.all()):
+            leave = exits | tied
+            if bool(leave.all()):
                 break
-            if bool(exits.any()):
-                rows, hidden, mask, state = drop_rows(~exits, rows, hidden, mask, state)
+            if bool(leave.any()):
+                rows, hidden, mask, state = drop_rows(~leave, rows, hidden, mask, state)
                 plan = make_gather(mask)
         return logits, exit_layer
 
@@ -255,14 +315,16 @@ class LayerwiseExitModule(ExitModule):
         return self.curve(self.record(batches))
 
     def grid_with_score_quantiles(self, record: Mapping[str, torch.Tensor]) -> list[float]:
-        """The configured grid plus quantiles of the validation exit scores at layers < L (kept for the test curve)."""
+        """The configured grid plus quantiles of the validation exit scores at layers < L (kept for the test curve),
+        each kept clear of the validation scores (:func:`clear_of_scores`)."""
         scores = record["scores"][:-1].flatten().float()
         scores = scores[torch.isfinite(scores)]
         extra = []
         if scores.numel():
             levels = torch.linspace(0, 1, self.score_quantiles + 1, dtype=torch.float64)
             extra = torch.quantile(scores.double(), levels).tolist()
-        return sorted({round(float(v), 6) for v in [*self.knob_grid, *extra]})
+        distinct = torch.unique(scores.double())
+        return sorted({clear_of_scores(round(float(v), 6), distinct) for v in [*self.knob_grid, *extra]})
 
     def calibrate(self, datamodule: TaskDataModule, target_speedup: float | None) -> dict[str, Any]:
         """Choose the knob on the validation split only; set it on the module and return the choice."""

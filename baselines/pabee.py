@@ -10,6 +10,8 @@ Inference: a per-row counter is increased when the layer's prediction equals the
 layer's and reset to 0 otherwise; the row exits when the counter reaches the patience t (t+1
 agreeing layers in a row), else at layer L. Regression: two predictions agree when their
 absolute difference is below ``regression_tau``. t = 0 means never exit (all L layers run).
+A prediction that float rounding could change (top-two logits within ``NEAR_TIE``, or a regression
+difference that close to tau) is a near-tie: the row is decided alone (``baselines.common``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from baselines.common import LayerOutput, LayerwiseExitModule, State
+from baselines.common import LayerOutput, LayerwiseExitModule, State, near
 from hashee.backbone import Backbone
 from hashee.metrics import predictions
 from hashee.tasks import TaskSpec
@@ -55,6 +57,17 @@ class PABEE(LayerwiseExitModule):
         if self.spec.is_regression:
             return (prediction - previous).abs() < self.regression_tau
         return prediction == previous
+
+    def near_tie(self, index: int, out: LayerOutput, state: State, knob: int) -> torch.Tensor:
+        """A prediction float rounding could change: top-two logits within ``NEAR_TIE``; regression: a
+        difference from the previous layer's prediction within ``NEAR_TIE`` of tau. None when t = 0."""
+        if not knob:
+            return torch.zeros(out.logits.shape[0], dtype=torch.bool, device=out.logits.device)
+        if self.spec.is_regression:
+            prediction = predictions(self.spec, out.logits).to(state["previous"].dtype)
+            return near((prediction - state["previous"]).abs(), self.regression_tau)
+        top = out.logits.float().topk(2, dim=-1).values
+        return near(top[:, 1], top[:, 0])
 
     def exit_step(self, index: int, out: LayerOutput, state: State, knob: int) -> tuple[torch.Tensor, State]:
         prediction = predictions(self.spec, out.logits).to(state["previous"].dtype)

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from baselines.common import LayerOutput, State, below, entropy
+from baselines.common import LayerOutput, State, below, entropy, near
 from baselines.pabee import PABEE
 from hashee.backbone import Backbone
 from hashee.errors import ConfigError
@@ -46,6 +46,10 @@ class PCEE(PABEE):
 
     def init_state(self, rows: int, device: torch.device) -> State:
         return {"counter": torch.zeros(rows, dtype=torch.long, device=device)}
+
+    def near_tie(self, index: int, out: LayerOutput, state: State, knob: float) -> torch.Tensor:
+        """A normalised entropy within ``NEAR_TIE`` of tau (PABEE's logit rule does not apply here)."""
+        return near(out.score, knob)
 
     def exit_step(self, index: int, out: LayerOutput, state: State, knob: float) -> tuple[torch.Tensor, State]:
         counter = torch.where(below(out.score, knob), state["counter"] + 1, 0)

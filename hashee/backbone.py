@@ -1,4 +1,5 @@
-"""Load a BERT-family backbone (weights + tokenizer): the packaged MiniLM, a hub id, a path, or a tiny random one."""
+"""Load a BERT-family or MPNet backbone (weights + tokenizer): the packaged MiniLM, an assembled asset, a hub id,
+a path, or a tiny random one."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, Mapping
 
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from hashee.assets import ASSET_PREFIX, asset_path
 from hashee.errors import AssetError, ConfigError
 
 PACKAGED_PREFIX = "packaged:"
@@ -31,7 +33,10 @@ class Backbone:
 
 
 def resolve_path(path: str) -> str:
-    """Turn ``packaged:<module>`` into the model directory shipped inside that installed package."""
+    """Turn ``packaged:<module>`` into the model directory shipped inside that installed package, and
+    ``asset:<name>`` into the directory assembled by ``python -m hashee.assets`` (:mod:`hashee.assets`)."""
+    if path.startswith(ASSET_PREFIX):
+        return str(asset_path(path[len(ASSET_PREFIX):]))
     if not path.startswith(PACKAGED_PREFIX):
         return path
     module_name = path[len(PACKAGED_PREFIX):]
@@ -73,7 +78,8 @@ def resolve_pooling(requested: str, path: str) -> str:
 
 
 def load_backbone(cfg: Mapping[str, Any]) -> Backbone:
-    """Load ``cfg.path`` (hub id, directory or ``packaged:<module>``), or build a random model from its config.
+    """Load ``cfg.path`` (hub id, directory, ``packaged:<module>`` or ``asset:<name>``), or build a random model
+    from its config.
 
     Keys: ``name``, ``path``, ``random_init`` (bool), ``config`` (overrides of the HF config, e.g. a tiny size),
     ``pooling`` (``auto`` | ``cls`` | ``mean``, resolved here; see :func:`resolve_pooling`).

@@ -2,7 +2,10 @@
 
 In a multirun, a job whose directory already holds complete results for the same configuration
 is skipped (so an interrupted sweep resumes), and a failing job is recorded and never stops the
-others. A single run that fails on bad config or data prints one line and exits with status 2.
+others. A single run that fails on bad config or data (a numeric knob that is not a number
+included) prints one line and exits with status 2; any other failure is recorded in results.json
+(``failed`` with its line) before the traceback, and SIGINT/SIGTERM end a run ``interrupted``
+(exit 130/143): only a killed process leaves ``running``.
 
 The value returned to a Hydra sweeper (Optuna, Ax, ...) is the primary metric on the *validation*
 split (at the chosen operating point): the reported split never chooses anything, tuning included.
@@ -10,21 +13,43 @@ split (at the chosen operating point): the reported split never chooses anything
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
+from typing import Any, Iterator
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from hashee.errors import HasheeError
-from hashee.results import read_results, write_results
+from hashee.errors import ConfigError, HasheeError
+from hashee.results import Interrupted, read_results, write_results
 from hashee.sweep import config_fingerprint, is_complete, record_job
 
 log = logging.getLogger("hashee")
+_ABSENT = object()
+# Numeric knobs, checked before a run starts (a null is left to the code that reads the knob).
+NUMERIC_KNOBS: dict[str, type] = {
+    "seed": int, "target_speedup": float,
+    "data.val_size": float, "data.val_limit": int, "data.train_limit": int, "data.test_limit": int,
+    "data.max_length": int, "data.batch_size": int, "data.eval_batch_size": int,
+    "optim.lr": float, "optim.weight_decay": float, "optim.warmup_ratio": float,
+    "hashee.depth": int, "hashee.num_buckets": int, "hashee.target_speedup": float,
+    "hash.seed": int, "hash.mi_bins": int, "hash.kmeans_iters": int,
+    "method.patience": int, "method.layers": int, "method.regression_tau": float, "method.target_speedup": float,
+    "method.entropy_threshold": float, "method.lte_threshold": float,
+    "trainer.max_epochs": int, "trainer.max_steps": int, "trainer.num_nodes": int, "trainer.gradient_clip_val": float,
+    "trainer.log_every_n_steps": int, "trainer.num_sanity_val_steps": int, "trainer.accumulate_grad_batches": int,
+    "eval.warmup_batches": int, "eval.timing_repeats": int, "eval.threads": int,
+    "generation.max_source_length": int, "generation.max_target_length": int, "generation.max_new_tokens": int,
+    "generation.num_beams": int, "generation.length_penalty": float,
+}
 
 
 def record(sweep_dir: Path | None, entry: dict) -> None:
@@ -35,12 +60,59 @@ def record(sweep_dir: Path | None, entry: dict) -> None:
         record_job(sweep_dir, entry)
 
 
-def fail(run_dir: Path, message: str) -> None:
-    """Record a failed run in results.json (keeping what was written) and print one line."""
+def end_run(run_dir: Path, status: str, message: str) -> None:
+    """Record how a run ended (``failed`` or ``interrupted``) in results.json, keeping what was written."""
     results = read_results(run_dir) or {"run_dir": str(run_dir)}
     results["error"] = message
-    write_results(run_dir, results, status="failed")
+    write_results(run_dir, results, status=status)
+
+
+def fail(run_dir: Path, message: str) -> None:
+    """Record a failed run in results.json (keeping what was written) and print one line."""
+    end_run(run_dir, "failed", message)
     print(f"error: {message}", file=sys.stderr)
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: what results.json and the sweep log keep of an exception."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def is_number(value: Any, kind: type) -> bool:
+    """Whether a knob's value reads as a finite number (``kind`` int: a whole one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return False
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return math.isfinite(number) and (kind is float or number.is_integer())
+
+
+def check_numeric_knobs(cfg: DictConfig) -> None:
+    """Raise ConfigError (one line naming the knob) for a numeric knob whose value is not a number."""
+    for key, kind in NUMERIC_KNOBS.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT or value is None or is_number(value, kind):
+            continue
+        raise ConfigError(f"{key}={value}: not {'a whole number' if kind is int else 'a number'}")
+
+
+def _raise_sigterm(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises :class:`Interrupted` (as SIGINT raises KeyboardInterrupt) while a run is in progress."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def sweeper_objective(results: dict) -> float | None:
@@ -67,19 +139,32 @@ def app(cfg: DictConfig) -> float | None:
         record(sweep_dir, {**job, "status": "skipped"})
         return sweeper_objective(previous)
     try:
-        check_ddp_support(cfg)
-        results = run_experiment(cfg, run_dir, fingerprint)
+        with sigterm_interrupts():
+            check_numeric_knobs(cfg)
+            check_ddp_support(cfg)
+            results = run_experiment(cfg, run_dir, fingerprint)
     except HasheeError as exc:
         fail(run_dir, str(exc))
         if not multirun:
             sys.exit(2)
         record(sweep_dir, {**job, "status": "failed", "error": str(exc)})
         return None
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM (Interrupted): this run and the sweep stop
+        stopped = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+        end_run(run_dir, "interrupted", str(stopped))
+        record(sweep_dir, {**job, "status": "interrupted", "error": str(stopped)})
+        print(f"{run_dir}: {stopped}", file=sys.stderr)
+        sys.exit(stopped.exit_code)
+    except SystemExit as exc:  # an exit from inside the run (not ours: those come after the run)
+        if exc.code not in (0, None):
+            end_run(run_dir, "failed", f"exited with status {exc.code}")
+        raise
     except Exception as exc:  # noqa: BLE001 - in a sweep one failing job never stops the others
+        line = one_line(exc)
         if not multirun:
+            end_run(run_dir, "failed", line)
             raise
         log.error("job %s failed:\n%s", job["job"], traceback.format_exc())
-        line = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         fail(run_dir, line)
         record(sweep_dir, {**job, "status": "failed", "error": line})
         return None

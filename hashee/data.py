@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedTokenizerBase
 
+from hashee.cache import DamagedCache, load_checked
 from hashee.tasks import TaskData, TaskSpec, load_task_data
 
 SPLITS = ("train", "val", "test")
@@ -120,6 +121,17 @@ class IndexedRows(torch.utils.data.Dataset):
         return [{**row, "index": i} for i, row in zip(indices, self.rows.__getitems__(indices))]
 
 
+def load_tokenized(path: Path, num_rows: int) -> datasets.Dataset:
+    """A cached tokenized split; raises :class:`DamagedCache` if it lacks columns or rows of its split."""
+    loaded = datasets.Dataset.from_file(str(path))
+    missing = {"input_ids", "label"} - set(loaded.column_names)
+    if missing:
+        raise DamagedCache(f"no column {', '.join(sorted(missing))}")
+    if loaded.num_rows != num_rows:
+        raise DamagedCache(f"{loaded.num_rows} rows for a split of {num_rows}")
+    return loaded
+
+
 class TaskDataModule(pl.LightningDataModule):
     """Loads a task's train/val/test splits, tokenizes them (cached on disk) and serves length-grouped batches."""
 
@@ -162,8 +174,13 @@ class TaskDataModule(pl.LightningDataModule):
         keep = ["label"]
         drop = [c for c in dataset.column_names if c not in keep]
         cache = self._cache_file(dataset, split)
+        if cache is not None:  # a damaged cached split is set aside here, and map() tokenizes afresh
+            load_checked(Path(cache), lambda path: load_tokenized(path, dataset.num_rows))
+        # the cache key is the result's fingerprint (datasets cannot hash ``encode`` and would draw a random
+        # one): what is keyed by it, e.g. the hash cache, is then found again by the next run
         return dataset.map(encode, batched=True, remove_columns=drop, cache_file_name=cache,
-                           load_from_cache_file=cache is not None, desc=f"tokenize {split}")
+                           load_from_cache_file=cache is not None, desc=f"tokenize {split}",
+                           new_fingerprint=Path(cache).stem.rsplit("-", 1)[-1] if cache else None)
 
     # -- loaders ---------------------------------------------------------------------------
     def lengths(self, split: str) -> list[int]:

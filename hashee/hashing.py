@@ -18,13 +18,13 @@ import hashlib
 import itertools
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
+from hashee.cache import DamagedCache, load_checked, torch_load, torch_save
 from hashee.cost import CostModel
 from hashee.errors import ConfigError
 
@@ -703,17 +703,20 @@ def cache_digest(settings: HashSettings, cache_key: dict[str, Any], build_kwargs
 def load_or_build_token_hash(
     settings: HashSettings, cache_dir: str | Path, cache_key: dict[str, Any], **build_kwargs: Any
 ) -> tuple[TokenHash, bool]:
-    """The cached hash for this key if present and readable, else build and cache it."""
+    """The cached hash for this key if present and sound, else build and cache it (a damaged one is set aside)."""
     digest = cache_digest(settings, cache_key, build_kwargs)
     path = Path(cache_dir) / f"hash-{settings.name}-{digest[:20]}.pt"
-    if path.exists():
-        try:
-            return TokenHash.from_state_dict(torch.load(path, weights_only=True)), True
-        except Exception:  # a truncated or stale file: rebuild below
-            pass
+    cached = load_checked(path, lambda p: load_token_hash(p, build_kwargs.get("vocab_size")))
+    if cached is not None:
+        return cached, True
     hash_ = build_token_hash(settings, **build_kwargs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(hash_.state_dict(), tmp)
-    os.replace(tmp, path)
+    torch_save(hash_.state_dict(), path)
     return hash_, False
+
+
+def load_token_hash(path: Path, vocab_size: int | None) -> TokenHash:
+    """A cached hash (tensors and plain data only); raises :class:`DamagedCache` if it does not fit the vocabulary."""
+    hash_ = TokenHash.from_state_dict(torch_load(path))
+    if vocab_size is not None and hash_.table.numel() != int(vocab_size) + 1:
+        raise DamagedCache(f"table of {hash_.table.numel()} entries for a vocabulary of {vocab_size}")
+    return hash_

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 log = logging.getLogger(__name__)
+LOG_WIDTH = 200  # characters per line when stdout is not a terminal
 
 
 def make_logger(cfg: DictConfig, run_dir: Path, resolved: Mapping[str, Any]) -> Any | None:
@@ -109,9 +111,14 @@ def log_hash_tables(logger: Any, described: Mapping[str, Any] | None) -> None:
     })
 
 
+def log_console() -> Console:
+    """A console for summaries: a wide one when stdout is a file or a CI log, so no row wraps."""
+    return Console() if sys.stdout.isatty() else Console(width=LOG_WIDTH, soft_wrap=True)
+
+
 def print_summary(results: Mapping[str, Any], console: Console | None = None) -> None:
     """A short table: task, method, reported metrics, speed-ups, where results.json is."""
-    console = console or Console()
+    console = console or log_console()
     cost = results.get("cost", {})
     table = Table(title=f"{results['task']} / {results['method']} (seed {results['seed']})", show_header=True)
     table.add_column("quantity")

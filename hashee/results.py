@@ -1,4 +1,8 @@
-"""results.json: the contract every run fills. Written atomically; ``status: complete`` comes last."""
+"""results.json: the contract every run fills. Written atomically; ``status`` comes last.
+
+``status`` is one of :data:`STATUSES`: ``running`` (started; left only by a killed process),
+``complete``, ``failed`` (with ``error``, one line) or ``interrupted`` (SIGINT/SIGTERM, with ``error``).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,31 @@ import importlib.metadata
 import json
 import os
 import platform
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from hashee.cache import clear_repairs, repairs
+
 RESULTS_FILE = "results.json"
+STATUSES = ("running", "complete", "failed", "interrupted")
 PACKAGES = ("torch", "transformers", "pytorch-lightning", "hydra-core", "omegaconf", "datasets", "torchmetrics", "wandb", "hashee-bench")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal (SIGINT, SIGTERM): ``results.json`` says ``interrupted``, exit 128 + signal."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        self.signum = int(signum)
+        super().__init__(f"interrupted by {signal.Signals(self.signum).name}")
+
+    def __reduce__(self) -> tuple:  # launchers that run jobs in other processes pickle it
+        return type(self), (self.signum,)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 def package_versions() -> dict[str, str]:
@@ -36,15 +59,21 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
 
 
 def write_results(run_dir: Path, results: Mapping[str, Any], status: str) -> Path:
-    """Write ``results.json`` with ``status`` as its last key (``running``, ``complete`` or ``failed``).
+    """Write ``results.json`` with ``status`` (one of :data:`STATUSES`) as its last key.
 
+    ``running`` starts a run: its record of cache repairs begins empty, and every later write lists
+    the damaged cache files set aside since (``cache_repairs``, see :mod:`hashee.cache`).
     Under DDP only rank 0 writes it (on the other ranks this does nothing)."""
     from hashee.distributed import is_rank_zero  # imports torch: not at the CLI's import time
 
+    if status == "running":
+        clear_repairs()
     path = Path(run_dir) / RESULTS_FILE
     if not is_rank_zero():
         return path
     payload = {k: v for k, v in results.items() if k != "status"}
+    if repairs():
+        payload["cache_repairs"] = repairs()
     payload["status"] = status
     write_json_atomic(path, payload)
     return path

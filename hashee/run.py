@@ -7,6 +7,7 @@ import importlib.util
 import json
 import logging
 import os
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 
 from hashee.backbone import load_backbone
+from hashee.cache import DamagedCache, load_checked, torch_load, torch_save
 from hashee.cost import time_inference
 from hashee.data import TaskDataModule
 from hashee.distributed import is_rank_zero
@@ -29,7 +31,8 @@ from hashee.logging_utils import log_summary, make_logger, print_summary
 from hashee.diagnostics import exit_diagnostics
 from hashee.metrics import compute_metrics, predictions
 from hashee.module import ExitModule, example_index
-from hashee.results import package_versions, write_results
+from hashee.results import Interrupted, package_versions, write_results
+from hashee.stats import Outputs, metric_interval
 from hashee.sweep import config_fingerprint
 from hashee.tasks import TaskSpec
 
@@ -158,7 +161,7 @@ def fit_stage(cfg: DictConfig, module: ExitModule, datamodule: TaskDataModule, r
                                                   default_root_dir=str(run_dir), enable_progress_bar=bool(cfg.progress_bar))
     module.train()  # from_pretrained returns eval mode, and Lightning keeps the mode it finds
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    fit_or_raise(trainer, module, datamodule)
     seconds = time.perf_counter() - start
     best = checkpoint.best_model_path
     if best:
@@ -166,6 +169,22 @@ def fit_stage(cfg: DictConfig, module: ExitModule, datamodule: TaskDataModule, r
     score = checkpoint.best_model_score
     return {"stage": stage, "train_time_s": seconds, "epochs": trainer.current_epoch, "steps": trainer.global_step,
             "best_checkpoint": best or None, "best_val_primary": None if score is None else float(score)}
+
+
+def fit_or_raise(trainer: pl.Trainer, module: ExitModule, datamodule: TaskDataModule) -> None:
+    """``trainer.fit``, raising :class:`Interrupted` when a signal stopped it.
+
+    Lightning catches SIGINT (KeyboardInterrupt) and SIGTERM in ``fit``, shuts down gracefully, marks
+    the trainer interrupted, then exits (or, in some versions, returns): a half-trained model must
+    never be evaluated as complete, nor cached for other targets."""
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        raise Interrupted(signal.SIGTERM if trainer.received_sigterm else signal.SIGINT) from None
+    if trainer.interrupted:
+        raise Interrupted(signal.SIGTERM if trainer.received_sigterm else signal.SIGINT)
 
 
 def train(cfg: DictConfig, module: ExitModule, datamodule: TaskDataModule, run_dir: Path, logger: Any) -> dict[str, Any]:
@@ -213,17 +232,43 @@ def train_or_reuse(cfg: DictConfig, module: ExitModule, datamodule: TaskDataModu
     if module.training_uses_target or not cfg.get("reuse_training", True):
         return train(cfg, module, datamodule, run_dir, logger)
     path = trained_model_file(cfg)
-    if path.exists():
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-        module.load_state_dict(saved["state_dict"])
+    saved = load_checked(path, lambda p: load_trained_model(p, module))  # a damaged file is set aside
+    if saved is not None:
         log.info("reusing the model trained for another target speed-up: %s", path)
-        return {**saved["train"], "reused_from": str(path)}
+        return {**saved, "reused_from": str(path)}
     info = train(cfg, module, datamodule, run_dir, logger)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"state_dict": module.state_dict(), "train": info}, tmp)
-    os.replace(tmp, path)  # atomic: a parallel job sees the whole file or none
+    torch_save({"state_dict": module.state_dict(), "train_json": json.dumps(info)}, path)  # atomic
     return info
+
+
+def load_trained_model(path: Path, module: ExitModule) -> dict[str, Any]:
+    """Load a cached trained model (tensors and plain data only) into ``module``; return its training info.
+
+    Raises :class:`DamagedCache` before touching ``module`` if the file is not one or its weights do not fit."""
+    saved = torch_load(path)
+    if not isinstance(saved, dict) or not isinstance(saved.get("train_json"), str):
+        raise DamagedCache("not a trained-model file (no train_json)")
+    info = json.loads(saved["train_json"])
+    state = saved.get("state_dict")
+    problem = state_dict_mismatch(module, state)
+    if problem:
+        raise DamagedCache(problem)
+    module.load_state_dict(state)
+    return info
+
+
+def state_dict_mismatch(module: torch.nn.Module, state: Any) -> str | None:
+    """Why ``state`` cannot be loaded into ``module`` (keys, shapes), or None if it fits."""
+    if not isinstance(state, dict):
+        return "no state_dict"
+    expected = module.state_dict()
+    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+    reshaped = [k for k in set(expected) & set(state) if isinstance(expected[k], torch.Tensor)
+                and (not isinstance(state[k], torch.Tensor) or state[k].shape != expected[k].shape)]
+    if missing or unexpected or reshaped:
+        return (f"weights do not fit the model: {len(missing)} missing, {len(unexpected)} unexpected, "
+                f"{len(reshaped)} of another shape")
+    return None
 
 
 def start_run(cfg: DictConfig, run_dir: Path, fingerprint: str | None) -> dict[str, Any]:
@@ -284,6 +329,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, fingerprint: str | None = Non
         metrics=metrics,
         primary_metric=spec.primary_metric,
         primary=metrics[spec.primary_metric],
+        primary_ci95=metric_interval(spec.primary_metric, Outputs(test["labels"].numpy(),
+                                                                   predictions(spec, test["logits"]).numpy())),
         val_metrics=val_metrics,
         val_primary=val_metrics[spec.primary_metric],
         predictions_file=save_predictions(run_dir, spec, test),

@@ -4,14 +4,17 @@
   holds a complete ``results.json`` with the same fingerprint is skipped (see ``hashee.cli``).
 - :class:`SweepCallback` (a Hydra callback, wired in ``conf/config.yaml``) checks every swept
   value before any job starts, logs each job's outcome to ``<sweep dir>/sweep_log.jsonl`` (works
-  for launchers that run jobs in other processes), and prints how many jobs ran, were skipped and
-  failed, with their error lines, when the sweep ends.
+  for launchers that run jobs in other processes), prints which job of how many starts and an
+  estimate of the time left, and prints how many jobs ran, were skipped and failed, with their
+  error lines, when the sweep ends. A sweep config with ``report_at_end: true`` (e.g. ``demo``)
+  then writes its report and prints the comparison table and the report's paths.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -61,6 +64,39 @@ def read_job_log(sweep_dir: Path, since: float = 0.0) -> list[dict[str, Any]]:
     return [e for e in entries if e.get("time", 0) >= since]
 
 
+def sweep_start(sweep_dir: Path) -> dict[str, Any]:
+    """When the current sweep started and how many jobs it has (``total`` None when unknown)."""
+    path = sweep_dir / SWEEP_START
+    if not path.exists():
+        return {"start": 0.0, "total": None}
+    text = path.read_text()
+    return json.loads(text) if text.startswith("{") else {"start": float(text), "total": None}
+
+
+def job_count(values: dict[str, list[Any]]) -> int | None:
+    """Jobs of a grid sweep: the product of the number of values of every key (None if not a grid)."""
+    try:
+        return math.prod(len(v) for v in values.values())
+    except TypeError:
+        return None
+
+
+def progress_line(job: int, total: int | None, entries: list[dict[str, Any]], now: float, start: float) -> str:
+    """``job 3/8 starting; 2 done in 4 min; about 12 min left``: the estimate is the mean time of the jobs
+    that ran (each from the previous logged outcome, jobs running one after the other) times the jobs left."""
+    done = len(entries)
+    line = f"job {job}/{total if total else '?'} starting; {done} done in {_minutes(now - start)}"
+    times = [start] + [e["time"] for e in entries]
+    timed = [end - begin for begin, end, e in zip(times, times[1:], entries) if e.get("status") == "ran"]
+    if total and timed:
+        line += f"; about {_minutes(sum(timed) / len(timed) * max(0, total - done))} left"
+    return line
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
 def swept_values(overrides: Iterable[str]) -> dict[str, list[Any]]:
     """Every key of the command-line/sweeper overrides with all the values it will take."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -86,7 +122,10 @@ def validate_sweep(values: dict[str, list[Any]], group_options: dict[str, list[s
         for value in values.get(key, []):
             if value is None or str(value) == "null":
                 continue
-            speedup = float(value)
+            try:
+                speedup = float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{key}={value}: not a number") from None
             if speedup < 1.0:
                 raise ConfigError(f"{key}={speedup}: a target speed-up must be >= 1")
             if depth is not None and speedup > depth:
@@ -161,15 +200,44 @@ class SweepCallback(Callback):
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / SWEEP_START).write_text(str(time.time()))
+        (sweep_dir / SWEEP_START).write_text(json.dumps({"start": time.time(), "total": job_count(values)}))
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """One line a person can follow: which job of how many, and about how long the sweep has left."""
+        job = OmegaConf.select(config, "hydra.job.num")
+        sweep_dir = OmegaConf.select(config, "hydra.sweep.dir")
+        if job is None or sweep_dir is None or not str(OmegaConf.select(config, "hydra.mode")).endswith("MULTIRUN"):
+            return
+        started = sweep_start(Path(sweep_dir))
+        entries = read_job_log(Path(sweep_dir), started["start"])
+        print(f"[sweep] {progress_line(int(job) + 1, started['total'], entries, time.time(), started['start'])}: "
+              f"{OmegaConf.select(config, 'hydra.job.override_dirname')}", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         start_file = sweep_dir / SWEEP_START
-        since = float(start_file.read_text()) if start_file.exists() else 0.0
+        since = sweep_start(sweep_dir)["start"] if start_file.exists() else 0.0
         entries = read_job_log(sweep_dir, since)
         counts = {status: sum(e["status"] == status for e in entries) for status in ("ran", "skipped", "failed")}
         print(f"sweep {sweep_dir}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed")
         for entry in entries:
             if entry["status"] == "failed":
                 print(f"  failed {entry.get('job')}: {entry.get('error')}")
+        if config.get("report_at_end"):
+            print_report(sweep_dir)
+
+
+def print_report(sweep_dir: Path) -> None:
+    """Write the sweep's report (``<sweep dir>/report``) and print its table and paths (never fatal)."""
+    from hashee.report import build_report, markdown_table  # matplotlib: only when a report is asked for
+
+    try:
+        report = build_report(sweep_dir, sweep_dir / "report")
+    except (SystemExit, Exception) as exc:  # noqa: BLE001 - the runs are written; the report can be rebuilt
+        print(f"report not written: {exc}")
+        return
+    out = Path(report["out"])
+    print(markdown_table(report["table"]))
+    print(f"report: {out / 'report.md'}\nreport: {out / 'report.html'} (self-contained)")
+    for image in report["images"]:
+        print(f"plot: {out / image}")

@@ -85,6 +85,20 @@ def test_entropy_is_fp32_exact_and_nan_safe():
     assert below(torch.tensor([0.1, float("nan"), 0.5]), 0.3).tolist() == [True, False, False]
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_entropy_arithmetic_is_fp32_whatever_the_logits_dtype(dtype):
+    """On these logits (offsets up to 40) fp16 arithmetic is off by ~4e-2 and bf16 by ~0.2, fp32 by ~5e-6:
+    against a float64 reference of the same values, 5e-5 tells fp32 from any half-precision computation."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(64, 3, generator=g, dtype=torch.float64) * 3 + torch.linspace(-40, 40, 64, dtype=torch.float64)[:, None]
+    z = z.to(dtype)
+    exact = z.double()
+    reference = torch.logsumexp(exact, dim=-1) - (exact.softmax(dim=-1) * exact).sum(dim=-1)
+    got = entropy(z)
+    assert got.dtype == torch.float32
+    assert (got.double() - reference).abs().max() < 5e-5
+
+
 def test_deebert_exits_at_first_layer_with_entropy_below_s(tiny_backbone):
     module = build(DeeBERT, tiny_backbone)
     sure, unsure = [4.0, 0.0], [0.0, 0.0]  # entropies 0.0181 and ln 2 = 0.693
@@ -399,6 +413,7 @@ def test_end_to_end_tiny_run(run_tiny, tmp_path, method):
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["status"] == "complete"
     assert results["method"] == method
+    assert_finite_metrics(results)
     info = results["method_info"]
     assert "operating_point" in info
     if method == "static":
@@ -413,12 +428,40 @@ def test_end_to_end_tiny_run(run_tiny, tmp_path, method):
     assert results["val_flops_speedup"] == pytest.approx(point["val_flops_speedup"], rel=1e-9)
 
 
+def assert_finite_metrics(results: dict) -> None:
+    """Every metric in results.json (reported and validation splits, every curve point) is a finite number:
+    a NaN correlation is a failure, not a value."""
+    assert results["metrics"] and results["val_metrics"]
+    seen = []
+
+    def walk(node, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("metrics", "val_metrics") and isinstance(value, dict):
+                    for name, number in value.items():
+                        seen.append(number)
+                        assert isinstance(number, (int, float)) and math.isfinite(number), (f"{path}.{key}", name, number)
+                elif key in ("primary", "val_primary") and value is not None:
+                    assert math.isfinite(value), (f"{path}.{key}", value)
+                else:
+                    walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{path}[{index}]")
+
+    walk(results, "results")
+    assert len(seen) >= len(results["metrics"]) + len(results["val_metrics"])
+
+
 def test_end_to_end_regression_run(run_tiny, tmp_path):
-    """STS-B (regression): BERxiT's tanh LTE target, trained and calibrated end to end."""
+    """STS-B (regression): BERxiT's tanh LTE target, trained and calibrated end to end, finite correlations."""
     results = run_tiny("method=berxit", "task=stsb", f"data.glue_dir={GLUE_FIXTURES}", "data.val_size=8",
                        "target_speedup=1.5", *QUICK)
-    assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "complete"
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["status"] == "complete"
     assert results["method_info"]["operating_point"]["val_curve"]
+    assert {"pearson", "spearman"} <= set(saved["metrics"])
+    assert_finite_metrics(saved)
 
 
 def test_threshold_grid_adds_validation_score_quantiles(tiny_backbone):

@@ -249,6 +249,10 @@ def test_generation_runs_end_to_end_with_hashee_and_full(run_tiny, tmp_path):
     for key in ("flops_speedup", "measured_speedup", "flops_per_generated_token", "time_s", "time_full_s", "generated_tokens"):
         assert key in cost
     assert cost["flops_speedup"] > 1.05
+    # measured, not just named: both timings ran and the speed-up is a positive finite number
+    assert cost["time_s"] > 0 and cost["time_full_s"] > 0 and cost["generated_tokens"] > 0
+    assert isinstance(cost["measured_speedup"], float) and 0 < cost["measured_speedup"] < float("inf")
+    assert all(0 <= value <= 1 for value in saved["metrics"].values())
     prepared = saved["method_info"]["prepare"]
     assert prepared["layer_target_speedup"] > 1.2 and prepared["source_hash"]["name"] == "frequency"
     assert len(saved["samples"]) == 8 and hashee["primary"] == saved["metrics"]["rougeL"]

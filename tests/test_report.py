@@ -53,6 +53,18 @@ def test_aggregate_keeps_targets_apart():
     assert [r["target"] for r in aggregate(rows)] == [1.5, 2.0]
 
 
+def test_std_over_seeds_is_the_sample_std():
+    """n - 1 in the denominator (statistics.stdev), not the population std; one seed has std 0."""
+    def row(seed, primary, target=2.0):
+        return {"task": "t", "method": "m", "target": target, "seed": seed, "primary_metric": "accuracy",
+                "primary": primary, "flops_speedup": 2.0, "measured_speedup": 1.8, "efficiency": 0.9}
+
+    three, one = aggregate([row(0, 0.80), row(1, 0.84), row(2, 0.90), row(0, 0.7, target=3.0)])
+    assert three["seeds"] == 3 and three["primary_mean"] == pytest.approx(0.846666667, rel=1e-8)
+    assert three["primary_std"] == pytest.approx(0.0503322296, rel=1e-8)  # sqrt(0.00506667 / 2); pstdev: 0.0411
+    assert one["seeds"] == 1 and one["primary_std"] == 0.0
+
+
 def test_exit_histograms_get_a_panel_per_task_and_target():
     def row(task, method, target, counts):
         return {"task": task, "method": method, "target": target, "exit_histogram": counts}

@@ -32,6 +32,7 @@ def test_swept_values_expand_every_axis():
     (["task=sst3"], "unknown task 'sst3'"),
     (["target_speedup=0.5,2"], "must be >= 1"),
     (["hashee.target_speedup=7"], "above the backbone depth"),
+    (["target_speedup=abc,2"], "target_speedup=abc: not a number"),
 ])
 def test_bad_sweep_values_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message):
