@@ -29,6 +29,7 @@ from typing import Any, Iterable
 
 from hashee import report_diagnostics, report_stats
 from hashee.operating_points import test_point_for_target
+from hashee.plots import save_plot
 
 PROJECT = "hashee-bench"  # the W&B project of the report run and of the W&B Report
 OFFLINE_MODES = ("offline", "disabled", "dryrun")
@@ -196,13 +197,7 @@ def plot_task(task: str, table: list[dict[str, Any]], axis: str, out: Path) -> P
     ax.set_xlabel("FLOPs speed-up" if axis == "flops_speedup" else "measured wall-clock speed-up")
     ax.set_ylabel(rows[0]["primary_metric"])
     ax.set_title(f"{task}: {rows[0]['primary_metric']} vs {'FLOPs' if axis == 'flops_speedup' else 'measured'} speed-up")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # outside: never hides a point
-    fig.tight_layout()
-    path = out / f"{task}_{axis}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_plot(fig, ax, out / f"{task}_{axis}.png")
 
 
 def exit_histogram_panels(rows: list[dict[str, Any]]) -> dict[tuple[str, float | None], dict[str, list[int]]]:

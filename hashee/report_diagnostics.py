@@ -13,6 +13,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from hashee.plots import save_plot
+
 FLAG = "**not above trivial**"
 
 
@@ -93,10 +95,4 @@ def plot_task_heads(task: str, rows: list[dict[str, Any]], out: Path) -> Path | 
     ax.set_xlabel("exit layer (every example exits there)")
     ax.set_ylabel(rows[0]["metric"])
     ax.set_title(f"{task}: each exit head on its own (reported split)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    path = out / f"{task}_exit_heads.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_plot(fig, ax, out / f"{task}_exit_heads.png")

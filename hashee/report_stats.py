@@ -18,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
+from hashee.plots import save_plot
 from hashee.stats import Outputs, metric_interval, pareto_front, pareto_score, paired_difference, seed_interval
 
 PREDICTIONS_FILE = "predictions.npz"
@@ -169,13 +170,7 @@ def plot_pareto(task: str, points: dict[tuple, dict[int, dict[str, Any]]], out: 
     ax.set_xlabel("FLOPs speed-up")
     ax.set_ylabel(next(iter(next(iter(points.values())).values()))["primary_metric"])
     ax.set_title(f"{task}: every operating point, the Pareto front highlighted")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    path = out / f"{task}_pareto.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_plot(fig, ax, out / f"{task}_pareto.png")
 
 
 def statistics_sections(rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
