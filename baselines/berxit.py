@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.common import LayerOutput, LayerwiseExitModule, State, below, pooler_copies
-from hashee.backbone import Backbone
-from hashee.metrics import predictions
-from hashee.tasks import TaskSpec
+from hashee.core.backbone import Backbone
+from hashee.tasks.metrics import predictions
+from hashee.tasks.spec import TaskSpec
 
 
 class BERxiT(LayerwiseExitModule):

@@ -35,13 +35,13 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from hashee.data import TaskDataModule
-from hashee.distributed import gather_examples
-from hashee.encoder import make_gather
-from hashee.errors import ConfigError
-from hashee.metrics import compute_metrics
-from hashee.operating_points import choose_operating_point
-from hashee.module import ExitModule, example_index
+from hashee.core.distributed import gather_examples
+from hashee.core.encoder import make_gather
+from hashee.core.errors import ConfigError
+from hashee.core.operating_points import choose_operating_point
+from hashee.data.classification import TaskDataModule
+from hashee.methods.base import ExitModule, example_index
+from hashee.tasks.metrics import compute_metrics
 
 State = dict[str, torch.Tensor]
 

@@ -15,7 +15,7 @@ Training (two stages, each with a fresh Trainer and optimizer):
 Inference: a row exits at the first layer whose softmax entropy (fp32) is below S, else at L.
 A NaN entropy never counts as below S (that layer does not exit; the row still ends at layer L).
 DeeBERT defines no exit for regression (a scalar output has no entropy): regression tasks raise
-:class:`~hashee.errors.ConfigError`; use PABEE or BERxiT there.
+:class:`~hashee.core.errors.ConfigError`; use PABEE or BERxiT there.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from baselines.common import LayerOutput, LayerwiseExitModule, State, below, entropy, pooler_copies
-from hashee.backbone import Backbone
-from hashee.errors import ConfigError
-from hashee.tasks import TaskSpec
+from hashee.core.backbone import Backbone
+from hashee.core.errors import ConfigError
+from hashee.tasks.spec import TaskSpec
 
 STAGES = ("final", "heads")
 

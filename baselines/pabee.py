@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from baselines.common import LayerOutput, LayerwiseExitModule, State, near
-from hashee.backbone import Backbone
-from hashee.metrics import predictions
-from hashee.tasks import TaskSpec
+from hashee.core.backbone import Backbone
+from hashee.tasks.metrics import predictions
+from hashee.tasks.spec import TaskSpec
 
 
 class PABEE(LayerwiseExitModule):

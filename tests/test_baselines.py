@@ -15,14 +15,14 @@ from torch.utils.data import DataLoader
 
 from baselines.berxit import BERxiT
 from baselines.common import LayerOutput, below, entropy
-from hashee.operating_points import choose_operating_point
 from baselines.deebert import DeeBERT
 from baselines.pabee import PABEE
 from baselines.pcee import PCEE
 from baselines.static import StaticExit, layers_for_target
-from hashee.backbone import Backbone
-from hashee.errors import ConfigError
-from hashee.tasks import TaskSpec
+from hashee.core.backbone import Backbone
+from hashee.core.errors import ConfigError
+from hashee.core.operating_points import choose_operating_point
+from hashee.tasks.spec import TaskSpec
 from tests.conftest import REAL_TEXT
 
 OPTIM = {"lr": 1e-3, "weight_decay": 0.01, "warmup_ratio": 0.0}

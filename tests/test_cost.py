@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hashee.cost import CostModel, time_inference
-from hashee.encoder import MultiExitEncoder
+from hashee.core.cost import CostModel, time_inference
+from hashee.core.encoder import MultiExitEncoder
 
 
 def _counted(fn) -> int:

@@ -15,13 +15,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from hashee.data import LengthGroupedSampler
-from hashee.distributed import gather_examples, is_rank_zero, merge_rank_outputs
-from hashee.errors import ConfigError
-from hashee.metrics import compute_metrics
-from hashee.results import write_results
-from hashee.sweep import validate_ddp_sweep
-from hashee.tasks import TaskSpec
+from hashee.cli.sweep import validate_ddp_sweep
+from hashee.core.distributed import gather_examples, is_rank_zero, merge_rank_outputs
+from hashee.core.errors import ConfigError
+from hashee.data.batching import LengthGroupedSampler
+from hashee.runs.results import write_results
+from hashee.tasks.metrics import compute_metrics
+from hashee.tasks.spec import TaskSpec
 from tests.conftest import TINY_RUN, compose_config
 
 LENGTHS = [random.Random(7).randint(3, 60) for _ in range(103)]
@@ -169,7 +169,7 @@ def test_ddp_run_on_two_cpu_processes_writes_one_complete_results(tmp_path):
 
 
 def test_ddp_is_refused_for_generation_tasks():
-    from hashee.distributed import check_ddp_support
+    from hashee.experiments.dispatch import check_ddp_support
 
     with pytest.raises(ConfigError, match="not supported for generation tasks"):
         check_ddp_support(compose_config(["task=bbc_headlines", "trainer=ddp"]))

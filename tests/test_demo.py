@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hashee.logging_utils import print_summary
-from hashee.sweep import job_count, progress_line
+from hashee.cli.sweep import job_count, progress_line
+from hashee.runs.summary import print_summary
 
 
 def test_progress_line_counts_jobs_and_estimates_the_time_left():

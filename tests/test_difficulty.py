@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from conftest import TINY, TINY_RUN, compose_config
-from hashee import difficulty_predictors as P
-from hashee.backbone import load_backbone
-from hashee.difficulty import (balanced_indices, binary_metrics, correctness_vectors, layer_table, mean_over_layers,
-                               pool_splits, read_pairs_file, split_positions)
-from hashee.errors import ConfigError, DataError
+from hashee.core.backbone import load_backbone
+from hashee.core.errors import ConfigError, DataError
+from hashee.experiments.difficulty import predictors as P
+from hashee.experiments.difficulty.human import balanced_indices, read_pairs_file
+from hashee.experiments.difficulty.model import correctness_vectors, pool_splits
+from hashee.experiments.difficulty.scoring import binary_metrics, layer_table, mean_over_layers, split_positions
 
 FIXTURES = Path(__file__).parent / "fixtures" / "difficulty"
 HUMAN_FILE = FIXTURES / "snli_human.tsv"
@@ -149,7 +150,7 @@ def test_reader_marks_dash_and_minus_one_as_difficult():
 
 
 def _run(tmp_path: Path, *overrides: str):
-    from hashee.run import run_experiment
+    from hashee.experiments.dispatch import run_experiment
 
     cfg = compose_config(TINY_RUN + [f"data.cache_dir={tmp_path / 'cache'}", *overrides])
     return run_experiment(cfg, tmp_path / "run"), json.loads((tmp_path / "run" / "results.json").read_text())

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import BertForSequenceClassification
 
-from hashee.encoder import MultiExitEncoder, make_gather
+from hashee.core.encoder import MultiExitEncoder, make_gather
 
 
 def _encoder(backbone, pooling: str = "cls") -> MultiExitEncoder:

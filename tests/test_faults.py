@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from hashee.cli import check_numeric_knobs
-from hashee.errors import ConfigError
-from hashee.sweep import is_complete
+from hashee.cli.hashee_bench import check_numeric_knobs
+from hashee.core.errors import ConfigError
+from hashee.runs.identity import is_complete
 from tests.conftest import TINY_RUN, compose_config
 
 # The real CLI, with the code fingerprint of the trained-model cache pinned (so that edits of the
@@ -25,9 +25,9 @@ from tests.conftest import TINY_RUN, compose_config
 CLI = '''
 import os, signal, time
 import pytorch_lightning as pl
-import hashee.run
+import hashee.runs.identity
 
-hashee.run.code_fingerprint = lambda: "pinned"
+hashee.runs.identity.code_fingerprint = lambda: "pinned"
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started with SIGINT ignored
 
 class Fault(pl.Callback):
@@ -45,7 +45,7 @@ if os.environ.get("FAULT"):
         init(self, *args, callbacks=[*(callbacks or []), Fault()], **kwargs)
     pl.Trainer.__init__ = with_fault
 
-from hashee.cli import main
+from hashee.cli.hashee_bench import main
 main()
 '''
 SMALL = ["backbone=tiny", "logger=none", "progress_bar=false", "data.train_limit=96", "data.val_limit=48",
@@ -72,7 +72,7 @@ def _cli(tmp_path: Path, *overrides: str, fault: str = "") -> subprocess.Complet
 @pytest.fixture(autouse=True)
 def pinned_code_fingerprint(monkeypatch):
     """Edits of the sources while a test runs must not change the trained-model cache's file names."""
-    monkeypatch.setattr("hashee.run.code_fingerprint", lambda: "pinned")
+    monkeypatch.setattr("hashee.runs.identity.code_fingerprint", lambda: "pinned")
 
 
 # ----------------------------------------------------------------------------- damaged caches
@@ -88,7 +88,7 @@ def test_truncated_cache_file_is_set_aside_and_rebuilt(run_tiny, tmp_path, caplo
     [cached] = (tmp_path / "cache" / folder).glob(pattern)
     os.truncate(cached, 1000)
 
-    with caplog.at_level(logging.WARNING, logger="hashee.cache"):
+    with caplog.at_level(logging.WARNING, logger="hashee.core.cache"):
         second = run_tiny(*overrides, name="second")
     saved = _read(tmp_path / "second")
     assert saved["status"] == "complete"
@@ -96,7 +96,7 @@ def test_truncated_cache_file_is_set_aside_and_rebuilt(run_tiny, tmp_path, caplo
     assert repair["file"] == str(cached) and repair["reason"]
     aside = Path(repair["set_aside_to"])
     assert aside.name.startswith(f"{cached.name}.damaged-") and aside.stat().st_size == 1000  # kept, not deleted
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "hashee.cache"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "hashee.core.cache"]
     assert len(warnings) == 1 and str(cached) in warnings[0] and repair["reason"] in warnings[0]
     assert cached.stat().st_size > 1000  # rebuilt
     assert second["val_metrics"] == first["val_metrics"]  # same config, same rebuilt artifact, same result
@@ -131,7 +131,7 @@ def test_cached_model_with_a_pickled_object_is_refused(run_tiny, tmp_path, caplo
     saved["train"] = {"stages": [], "train_time_s": 0.0, "payload": Touch(marker)}  # the old format's key
     torch.save(saved, cached)
 
-    with caplog.at_level(logging.WARNING, logger="hashee.cache"):
+    with caplog.at_level(logging.WARNING, logger="hashee.core.cache"):
         second = run_tiny("method=pabee", "target_speedup=1.5", name="second")
     assert not marker.exists()  # never unpickled
     assert "reused_from" not in second["train"]  # retrained

@@ -19,10 +19,10 @@ from baselines.deebert import DeeBERT
 from baselines.pabee import PABEE
 from baselines.pcee import PCEE
 from baselines.static import StaticExit
-from hashee.backbone import Backbone
-from hashee.full import FullModel
-from hashee.hashee import HashEE
-from hashee.hashing import TokenHash
+from hashee.core.backbone import Backbone
+from hashee.hashes.table import TokenHash
+from hashee.methods.full import FullModel
+from hashee.methods.hashee import HashEE
 from tests.conftest import REAL_TEXT
 from tests.test_baselines import OPTIM, make_spec
 

@@ -10,11 +10,15 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import BartConfig, BartForConditionalGeneration, EncoderDecoderModel
 
-from hashee.errors import ConfigError
-from hashee.generation import Seq2SeqCost, generate
-from hashee.hashing import TokenHash
-from hashee.seq2seq import Seq2SeqBackbone, Seq2SeqNetwork, load_seq2seq_backbone
-from hashee.summarization import read_bbc_headlines, rouge_scores, target_layout
+from hashee.core.errors import ConfigError
+from hashee.data.seq2seq import target_layout
+from hashee.hashes.table import TokenHash
+from hashee.seq2seq.backbone import Seq2SeqBackbone, load_seq2seq_backbone
+from hashee.seq2seq.cost import Seq2SeqCost
+from hashee.seq2seq.generation import generate
+from hashee.seq2seq.network import Seq2SeqNetwork
+from hashee.tasks.generation import read_bbc_headlines
+from hashee.tasks.rouge import rouge_scores
 
 from conftest import REAL_TEXT
 

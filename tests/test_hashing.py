@@ -1,4 +1,4 @@
-"""Tests for hashee.hashing: token hashes, bucket assignment, speed-up calibration and caching."""
+"""Tests for hashee.hashes: token hashes, bucket assignment, speed-up calibration and caching."""
 
 from __future__ import annotations
 
@@ -7,18 +7,15 @@ import math
 import pytest
 import torch
 
-from hashee.cost import CostModel
-from hashee.errors import ConfigError
-from hashee.hashing import (
-    HashSettings,
-    TokenHash,
-    bucket_layers,
-    build_token_hash,
-    cluster_ranks,
-    kmeans,
-    load_or_build_token_hash,
-    mutual_information,
-)
+from hashee.core.cost import CostModel
+from hashee.core.errors import ConfigError
+from hashee.hashes.build import build_token_hash
+from hashee.hashes.cache import load_or_build_token_hash
+from hashee.hashes.cluster import cluster_ranks, kmeans
+from hashee.hashes.functions import mutual_information
+from hashee.hashes.layers import bucket_layers
+from hashee.hashes.settings import HashSettings
+from hashee.hashes.table import TokenHash
 
 VOCAB = 200
 SPECIALS = {0, 1, 2, 3, 4}  # pad, cls, sep, mask, unk

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from hashee.metrics import compute_metrics, metric_names, predictions
-from hashee.tasks import TaskSpec
+from hashee.tasks.metrics import compute_metrics, metric_names, predictions
+from hashee.tasks.spec import TaskSpec
 
 
 def spec(num_labels: int = 2, metrics: list[str] | None = None, regression: bool = False) -> TaskSpec:

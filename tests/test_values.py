@@ -13,26 +13,27 @@ from pathlib import Path
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
-import hashee.run
-from hashee import cli
-from hashee.results import read_results, write_results
-from hashee.sweep import is_complete
+from hashee.cli import hashee_bench as cli
+import hashee.experiments.dispatch
+from hashee.experiments.steps import start_run
+from hashee.runs.identity import is_complete
+from hashee.runs.results import read_results, write_results
 
 
 @pytest.fixture
 def fake_runs(monkeypatch):
-    """``hashee.run.run_experiment`` replaced by one that starts results.json the real way (``start_run``:
+    """``hashee.experiments.dispatch.run_experiment`` replaced by one that starts results.json the real way (``start_run``:
     the run's identity, its fingerprint included) and completes it at once; returns the calls."""
     calls = []
 
     def run_experiment(cfg, run_dir, fingerprint=None):
-        results = hashee.run.start_run(cfg, run_dir, fingerprint)
+        results = start_run(cfg, run_dir, fingerprint)
         results.update(primary=0.5, val_primary=0.5)
         write_results(run_dir, results, status="complete")
         calls.append(fingerprint)
         return results
 
-    monkeypatch.setattr(hashee.run, "run_experiment", run_experiment)
+    monkeypatch.setattr(hashee.experiments.dispatch, "run_experiment", run_experiment)
     return calls
 
 

@@ -1,0 +1,182 @@
+"""The ``hashee-bench`` command: a thin Hydra entry point around :func:`hashee.experiments.dispatch.run_experiment`.
+
+In a multirun, a job whose directory already holds complete results for the same configuration
+is skipped (so an interrupted sweep resumes), and a failing job is recorded and never stops the
+others. A single run that fails on bad config or data (a numeric knob that is not a number
+included) prints one line and exits with status 2; any other failure is recorded in results.json
+(``failed`` with its line) before the traceback, and SIGINT/SIGTERM end a run ``interrupted``
+(exit 130/143): only a killed process leaves ``running``.
+
+The value returned to a Hydra sweeper (Optuna, Ax, ...) is the primary metric on the *validation*
+split (at the chosen operating point): the reported split never chooses anything, tuning included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, Iterator
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from hashee.cli.sweep import record_job
+from hashee.core.errors import ConfigError, HasheeError
+from hashee.runs.identity import config_fingerprint, is_complete
+from hashee.runs.results import Interrupted, read_results, write_results
+
+log = logging.getLogger("hashee")
+_ABSENT = object()
+# Numeric knobs, checked before a run starts (a null is left to the code that reads the knob).
+NUMERIC_KNOBS: dict[str, type] = {
+    "seed": int, "target_speedup": float,
+    "data.val_size": float, "data.val_limit": int, "data.train_limit": int, "data.test_limit": int,
+    "data.max_length": int, "data.batch_size": int, "data.eval_batch_size": int,
+    "optim.lr": float, "optim.weight_decay": float, "optim.warmup_ratio": float,
+    "hashee.depth": int, "hashee.num_buckets": int, "hashee.target_speedup": float,
+    "hash.seed": int, "hash.mi_bins": int, "hash.kmeans_iters": int,
+    "method.patience": int, "method.layers": int, "method.regression_tau": float, "method.target_speedup": float,
+    "method.entropy_threshold": float, "method.lte_threshold": float,
+    "trainer.max_epochs": int, "trainer.max_steps": int, "trainer.num_nodes": int, "trainer.gradient_clip_val": float,
+    "trainer.log_every_n_steps": int, "trainer.num_sanity_val_steps": int, "trainer.accumulate_grad_batches": int,
+    "eval.warmup_batches": int, "eval.timing_repeats": int, "eval.threads": int,
+    "generation.max_source_length": int, "generation.max_target_length": int, "generation.max_new_tokens": int,
+    "generation.num_beams": int, "generation.length_penalty": float,
+}
+
+
+def record(sweep_dir: Path | None, entry: dict) -> None:
+    """Log a multirun job's outcome to the sweep log (nothing in a single run; under DDP, rank 0 only)."""
+    from hashee.core.distributed import is_rank_zero  # imports torch: after Hydra has parsed the command line
+
+    if sweep_dir is not None and is_rank_zero():
+        record_job(sweep_dir, entry)
+
+
+def end_run(run_dir: Path, status: str, message: str) -> None:
+    """Record how a run ended (``failed`` or ``interrupted``) in results.json, keeping what was written."""
+    results = read_results(run_dir) or {"run_dir": str(run_dir)}
+    results["error"] = message
+    write_results(run_dir, results, status=status)
+
+
+def fail(run_dir: Path, message: str) -> None:
+    """Record a failed run in results.json (keeping what was written) and print one line."""
+    end_run(run_dir, "failed", message)
+    print(f"error: {message}", file=sys.stderr)
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: what results.json and the sweep log keep of an exception."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def is_number(value: Any, kind: type) -> bool:
+    """Whether a knob's value reads as a finite number (``kind`` int: a whole one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return False
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return math.isfinite(number) and (kind is float or number.is_integer())
+
+
+def check_numeric_knobs(cfg: DictConfig) -> None:
+    """Raise ConfigError (one line naming the knob) for a numeric knob whose value is not a number."""
+    for key, kind in NUMERIC_KNOBS.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT or value is None or is_number(value, kind):
+            continue
+        raise ConfigError(f"{key}={value}: not {'a whole number' if kind is int else 'a number'}")
+
+
+def _raise_sigterm(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises :class:`Interrupted` (as SIGINT raises KeyboardInterrupt) while a run is in progress."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def sweeper_objective(results: dict) -> float | None:
+    """What a sweeper optimises: the validation primary metric, never the reported split's."""
+    value = results.get("val_primary")
+    return None if value is None else float(value)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://hashee_conf", config_name="config")
+def app(cfg: DictConfig) -> float | None:
+    """Train and evaluate one configured method; return the primary *validation* metric (for sweepers)."""
+    from hashee.experiments.dispatch import check_ddp_support, run_experiment  # heavy: after Hydra parsed the command line
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    sweep_dir = Path(hydra_cfg.sweep.dir) if multirun else None
+    job = {"job": hydra_cfg.job.override_dirname or run_dir.name, "run_dir": str(run_dir)}
+    fingerprint = config_fingerprint(cfg)
+    previous = read_results(run_dir)
+    if is_complete(previous, fingerprint):
+        log.info("skipping %s: complete results for this configuration exist", run_dir)
+        record(sweep_dir, {**job, "status": "skipped"})
+        return sweeper_objective(previous)
+    try:
+        with sigterm_interrupts():
+            check_numeric_knobs(cfg)
+            check_ddp_support(cfg)
+            results = run_experiment(cfg, run_dir, fingerprint)
+    except HasheeError as exc:
+        fail(run_dir, str(exc))
+        if not multirun:
+            sys.exit(2)
+        record(sweep_dir, {**job, "status": "failed", "error": str(exc)})
+        return None
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM (Interrupted): this run and the sweep stop
+        stopped = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+        end_run(run_dir, "interrupted", str(stopped))
+        record(sweep_dir, {**job, "status": "interrupted", "error": str(stopped)})
+        print(f"{run_dir}: {stopped}", file=sys.stderr)
+        sys.exit(stopped.exit_code)
+    except SystemExit as exc:  # an exit from inside the run (not ours: those come after the run)
+        if exc.code not in (0, None):
+            end_run(run_dir, "failed", f"exited with status {exc.code}")
+        raise
+    except Exception as exc:  # noqa: BLE001 - in a sweep one failing job never stops the others
+        line = one_line(exc)
+        if not multirun:
+            end_run(run_dir, "failed", line)
+            raise
+        log.error("job %s failed:\n%s", job["job"], traceback.format_exc())
+        fail(run_dir, line)
+        record(sweep_dir, {**job, "status": "failed", "error": line})
+        return None
+    if "primary" not in results:  # DDP, a rank other than 0: it only trained (rank 0 evaluates)
+        return None
+    record(sweep_dir, {**job, "status": "ran"})
+    return sweeper_objective(results)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

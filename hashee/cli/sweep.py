@@ -1,0 +1,224 @@
+"""Resumable, validated Hydra multiruns.
+
+- :func:`hashee.runs.identity.config_fingerprint` identifies what a job computes; a job whose run directory
+  already holds a complete ``results.json`` with the same fingerprint is skipped (:mod:`hashee.cli.hashee_bench`).
+- :class:`SweepCallback` (a Hydra callback, wired in ``conf/config.yaml``) checks every swept
+  value before any job starts, logs each job's outcome to ``<sweep dir>/sweep_log.jsonl`` (works
+  for launchers that run jobs in other processes), prints which job of how many starts and an
+  estimate of the time left, and prints how many jobs ran, were skipped and failed, with their
+  error lines, when the sweep ends. A sweep config with ``report_at_end: true`` (e.g. ``demo``)
+  then writes its report and prints the comparison table and the report's paths.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from omegaconf import DictConfig, OmegaConf
+
+from hashee.core.errors import ConfigError
+
+SWEEP_LOG = "sweep_log.jsonl"
+SWEEP_START = ".sweep_start"
+CHECKED_GROUPS = ("task", "method", "hash", "backbone", "trainer", "callbacks", "logger", "experiment")
+
+
+def record_job(sweep_dir: Path, entry: dict[str, Any]) -> None:
+    """Append one job outcome to the sweep log (one JSON object per line; appends are atomic enough)."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with open(sweep_dir / SWEEP_LOG, "a") as handle:
+        handle.write(json.dumps({**entry, "time": time.time()}) + "\n")
+
+
+def read_job_log(sweep_dir: Path, since: float = 0.0) -> list[dict[str, Any]]:
+    """Job outcomes logged at or after ``since`` (seconds since the epoch)."""
+    path = sweep_dir / SWEEP_LOG
+    if not path.exists():
+        return []
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [e for e in entries if e.get("time", 0) >= since]
+
+
+def sweep_start(sweep_dir: Path) -> dict[str, Any]:
+    """When the current sweep started and how many jobs it has (``total`` None when unknown)."""
+    path = sweep_dir / SWEEP_START
+    if not path.exists():
+        return {"start": 0.0, "total": None}
+    text = path.read_text()
+    return json.loads(text) if text.startswith("{") else {"start": float(text), "total": None}
+
+
+def job_count(values: dict[str, list[Any]]) -> int | None:
+    """Jobs of a grid sweep: the product of the number of values of every key (None if not a grid)."""
+    try:
+        return math.prod(len(v) for v in values.values())
+    except TypeError:
+        return None
+
+
+def progress_line(job: int, total: int | None, entries: list[dict[str, Any]], now: float, start: float) -> str:
+    """``job 3/8 starting; 2 done in 4 min; about 12 min left``: the estimate is the mean time of the jobs
+    that ran (each from the previous logged outcome, jobs running one after the other) times the jobs left."""
+    done = len(entries)
+    line = f"job {job}/{total if total else '?'} starting; {done} done in {_minutes(now - start)}"
+    times = [start] + [e["time"] for e in entries]
+    timed = [end - begin for begin, end, e in zip(times, times[1:], entries) if e.get("status") == "ran"]
+    if total and timed:
+        line += f"; about {_minutes(sum(timed) / len(timed) * max(0, total - done))} left"
+    return line
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def swept_values(overrides: Iterable[str]) -> dict[str, list[Any]]:
+    """Every key of the command-line/sweeper overrides with all the values it will take."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    values: dict[str, list[Any]] = {}
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group
+        if override.is_sweep_override():
+            values[key] = [v for v in override.sweep_iterator()]
+        elif not override.is_delete():
+            values[key] = [override.value()]
+    return values
+
+
+def validate_sweep(values: dict[str, list[Any]], group_options: dict[str, list[str]], depth: int | None) -> None:
+    """Raise ConfigError (one line) for an unknown option of a config group or an impossible speed-up."""
+    for group in CHECKED_GROUPS:
+        known = group_options.get(group)
+        for value in values.get(group, []):
+            if known is not None and str(value) not in known:
+                raise ConfigError(f"unknown {group} '{value}' in the sweep; choose from: {', '.join(sorted(known))}")
+    for key in ("target_speedup", "hashee.target_speedup"):
+        for value in values.get(key, []):
+            if value is None or str(value) == "null":
+                continue
+            try:
+                speedup = float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{key}={value}: not a number") from None
+            if speedup < 1.0:
+                raise ConfigError(f"{key}={speedup}: a target speed-up must be >= 1")
+            if depth is not None and speedup > depth:
+                raise ConfigError(f"{key}={speedup}: above the backbone depth ({depth} layers), no exit rule can reach it")
+
+
+def relaunches_command(strategy: Any) -> bool:
+    """Whether a Lightning strategy starts its other ranks by re-running the command line (DDP's default launcher)."""
+    name = str(strategy)
+    return name.startswith("ddp") and not any(word in name for word in ("spawn", "fork", "notebook"))
+
+
+def validate_ddp_sweep(values: dict[str, list[Any]], strategy: Any, launcher: str) -> None:
+    """Refuse DDP jobs in a multirun whose launcher runs them on one machine: Lightning would start each
+    job's other ranks by re-running the whole sweep command. On SLURM the ranks are tasks started by SLURM."""
+    if "slurm" in launcher.lower():
+        return
+    strategies = [str(v) for v in values.get("trainer.strategy", [])] or [str(strategy)]
+    if "ddp" in [str(v) for v in values.get("trainer", [])] and "trainer.strategy" not in values:
+        strategies.append("ddp")
+    if any(relaunches_command(name) for name in strategies):
+        raise ConfigError("trainer=ddp in a multirun: Lightning starts the other ranks by re-running the command, "
+                          "which would re-run the sweep; run DDP jobs one at a time (without -m) or with "
+                          "hydra/launcher=submitit_slurm (hydra.launcher.tasks_per_node = trainer.devices)")
+
+
+def _sweeper_param_overrides(config: DictConfig) -> list[str]:
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    return [f"{key}={value}" for key, value in params.items()]
+
+
+def _backbone_depth(config: DictConfig) -> int | None:
+    """Number of layers of the configured backbone, read from its config file if available offline."""
+    try:
+        from transformers import AutoConfig
+
+        from hashee.core.backbone import resolve_path
+
+        overrides = dict(config.backbone.get("config") or {})
+        if "num_hidden_layers" in overrides:
+            return int(overrides["num_hidden_layers"])
+        return int(AutoConfig.from_pretrained(resolve_path(str(config.backbone.path))).num_hidden_layers)
+    except Exception:  # noqa: BLE001 - the check is best effort; the job itself reports a bad backbone
+        return None
+
+
+def _group_options() -> dict[str, list[str]]:
+    from hydra.core.global_hydra import GlobalHydra
+
+    loader = GlobalHydra.instance().config_loader()
+    return {group: loader.get_group_options(group) for group in CHECKED_GROUPS}
+
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover - hydra < 1.1
+    Callback = object  # type: ignore[assignment,misc]
+
+
+class SweepCallback(Callback):
+    """Validate a multirun before it starts; log every job; print a summary at the end."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        overrides = _sweeper_param_overrides(config) + list(config.hydra.overrides.task)  # command line wins
+        try:
+            values = swept_values(overrides)
+            validate_sweep(values, _group_options(), _backbone_depth(config))
+            validate_ddp_sweep(values, OmegaConf.select(config, "trainer.strategy", default="auto"),
+                               str(OmegaConf.select(config, "hydra.launcher._target_", default="")))
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / SWEEP_START).write_text(json.dumps({"start": time.time(), "total": job_count(values)}))
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """One line a person can follow: which job of how many, and about how long the sweep has left."""
+        job = OmegaConf.select(config, "hydra.job.num")
+        sweep_dir = OmegaConf.select(config, "hydra.sweep.dir")
+        if job is None or sweep_dir is None or not str(OmegaConf.select(config, "hydra.mode")).endswith("MULTIRUN"):
+            return
+        started = sweep_start(Path(sweep_dir))
+        entries = read_job_log(Path(sweep_dir), started["start"])
+        print(f"[sweep] {progress_line(int(job) + 1, started['total'], entries, time.time(), started['start'])}: "
+              f"{OmegaConf.select(config, 'hydra.job.override_dirname')}", flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        start_file = sweep_dir / SWEEP_START
+        since = sweep_start(sweep_dir)["start"] if start_file.exists() else 0.0
+        entries = read_job_log(sweep_dir, since)
+        counts = {status: sum(e["status"] == status for e in entries) for status in ("ran", "skipped", "failed")}
+        print(f"sweep {sweep_dir}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed")
+        for entry in entries:
+            if entry["status"] == "failed":
+                print(f"  failed {entry.get('job')}: {entry.get('error')}")
+        if config.get("report_at_end"):
+            print_report(sweep_dir)
+
+
+def print_report(sweep_dir: Path) -> None:
+    """Write the sweep's report (``<sweep dir>/report``) and print its table and paths (never fatal)."""
+    from hashee.reports.build import build_report  # matplotlib: only when a report is asked for
+    from hashee.reports.render import markdown_table
+
+    try:
+        report = build_report(sweep_dir, sweep_dir / "report")
+    except (SystemExit, Exception) as exc:  # noqa: BLE001 - the runs are written; the report can be rebuilt
+        print(f"report not written: {exc}")
+        return
+    out = Path(report["out"])
+    print(markdown_table(report["table"]))
+    print(f"report: {out / 'report.md'}\nreport: {out / 'report.html'} (self-contained)")
+    for image in report["images"]:
+        print(f"plot: {out / image}")

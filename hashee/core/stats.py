@@ -1,0 +1,191 @@
+"""Statistics that tell a difference from noise: bootstrap intervals, paired comparisons, Pareto scores.
+
+Everything works on per-example outputs (``predictions.npz`` of a run: labels and predictions on
+the reported split) and resamples *examples*, seeded, with ``scipy.stats.bootstrap``:
+
+- :func:`metric_interval`: 95 % percentile interval of one run's primary metric;
+- :func:`paired_difference`: metric(A) - metric(B) on the same examples (averaged over the seeds both
+  ran), its paired bootstrap interval and a two-sided p-value (the bootstrap distribution shifted to
+  the null of no difference: p = share of |d* - d| >= |d|);
+- :func:`pareto_score`: mean vertical distance, in points, between a method's quality vs FLOPs
+  speed-up curve and a reference curve (static truncation), over the speed-up range both cover,
+  by linear interpolation; its interval resamples the examples under every point of both curves.
+- :func:`seed_interval`: the t interval of a mean over seeds.
+
+Metrics are NumPy/SciPy versions of :mod:`hashee.tasks.metrics` (same definitions: binary F1 of class 1,
+Matthews, Pearson, Spearman, and their means) so that thousands of resamples stay fast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import matthews_corrcoef
+
+CONFIDENCE = 0.95
+RESAMPLES = 1000
+SEED = 0
+
+
+def _correlation(kind: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    def value(labels: np.ndarray, predicted: np.ndarray) -> float:
+        if np.ptp(predicted) == 0 or np.ptp(labels) == 0:
+            return 0.0  # a constant has no correlation (torchmetrics would give NaN)
+        fn = stats.pearsonr if kind == "pearson" else stats.spearmanr
+        return float(fn(labels, predicted)[0])
+    return value
+
+
+def _binary_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """F1 of class 1 (0 when there is no true or predicted positive), as torchmetrics' binary_f1_score."""
+    true_pos = float(np.sum((predicted == 1) & (labels == 1)))
+    wrong = float(np.sum(predicted != labels))
+    return 2 * true_pos / (2 * true_pos + wrong) if true_pos else 0.0
+
+
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "accuracy": lambda y, p: float(np.mean(y == p)),
+    "f1": _binary_f1,
+    "matthews": lambda y, p: float(matthews_corrcoef(y, p)),
+    "pearson": _correlation("pearson"),
+    "spearman": _correlation("spearman"),
+}
+METRICS["acc_and_f1"] = lambda y, p: (METRICS["accuracy"](y, p) + METRICS["f1"](y, p)) / 2
+METRICS["pearson_spearman"] = lambda y, p: (METRICS["pearson"](y, p) + METRICS["spearman"](y, p)) / 2
+
+
+def metric(name: str, labels: np.ndarray, predicted: np.ndarray) -> float:
+    """The task metric ``name`` of predictions against labels."""
+    if name not in METRICS:
+        raise ValueError(f"no statistics for metric {name!r}; known: {', '.join(METRICS)}")
+    return METRICS[name](labels, predicted)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """One run's per-example outputs on a split, in split order (``index`` sorted)."""
+
+    labels: np.ndarray
+    predicted: np.ndarray
+
+    @classmethod
+    def load(cls, path: str) -> "Outputs":
+        """Read a run's ``predictions.npz`` and put its examples in split order."""
+        with np.load(path) as data:
+            order = np.argsort(data["index"], kind="stable")
+            return cls(data["label"][order], data["prediction"][order])
+
+
+def _bootstrap(statistic: Callable[[np.ndarray], float], count: int, seed: int, resamples: int) -> Any:
+    """scipy's percentile bootstrap over example indices ``0..count-1`` (one resample serves every run)."""
+    return stats.bootstrap((np.arange(count),), statistic, vectorized=False, paired=True, n_resamples=resamples,
+                           confidence_level=CONFIDENCE, method="percentile", random_state=np.random.default_rng(seed))
+
+
+def metric_interval(name: str, outputs: Outputs, seed: int = SEED, resamples: int = RESAMPLES) -> tuple[float, float]:
+    """95 % bootstrap interval of a run's metric over its examples."""
+    result = _bootstrap(lambda i: metric(name, outputs.labels[i], outputs.predicted[i]), len(outputs.labels), seed,
+                        resamples)
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def seed_interval(values: Sequence[float]) -> tuple[float, float] | None:
+    """95 % t interval of the mean over seeds (None with fewer than 2 seeds)."""
+    if len(values) < 2:
+        return None
+    mean, sem = float(np.mean(values)), float(stats.sem(values))
+    if sem == 0:
+        return mean, mean
+    low, high = stats.t.interval(CONFIDENCE, len(values) - 1, loc=mean, scale=sem)
+    return float(low), float(high)
+
+
+def _check_same_examples(runs: Sequence[Outputs]) -> None:
+    for run in runs[1:]:
+        if len(run.labels) != len(runs[0].labels) or not np.array_equal(run.labels, runs[0].labels):
+            raise ValueError("paired statistics need runs on the same examples (same split, same labels)")
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """metric(A) - metric(B), mean over the paired seeds, with its bootstrap interval and p-value."""
+
+    difference: float
+    low: float
+    high: float
+    p_value: float
+    seeds: int
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < 1 - CONFIDENCE and not (self.low <= 0 <= self.high)
+
+
+def paired_difference(name: str, a: Sequence[Outputs], b: Sequence[Outputs], seed: int = SEED,
+                      resamples: int = RESAMPLES) -> PairedDifference:
+    """Paired bootstrap of metric(A) - metric(B): ``a[s]`` and ``b[s]`` are the two methods' runs of seed s."""
+    if len(a) != len(b) or not a:
+        raise ValueError("paired_difference needs the same (non-zero) number of runs of A and B")
+    _check_same_examples([*a, *b])
+    labels = a[0].labels
+
+    def statistic(i: np.ndarray) -> float:
+        return float(np.mean([metric(name, labels[i], x.predicted[i]) - metric(name, labels[i], y.predicted[i])
+                              for x, y in zip(a, b)]))
+
+    observed = statistic(np.arange(len(labels)))
+    result = _bootstrap(statistic, len(labels), seed, resamples)
+    shifted = np.abs(result.bootstrap_distribution - observed)
+    p_value = float(np.mean(shifted >= abs(observed) - 1e-12))
+    return PairedDifference(observed, float(result.confidence_interval.low), float(result.confidence_interval.high),
+                            p_value, len(a))
+
+
+Curve = Sequence[tuple[float, Sequence[Outputs]]]  # (FLOPs speed-up, the runs of that point: one per seed)
+
+
+def _curve_values(name: str, curve: Curve, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(speed-ups, metric at each point: mean over its runs on examples ``i``), sorted by speed-up."""
+    points = sorted(curve, key=lambda p: p[0])
+    xs = np.array([x for x, _ in points], dtype=float)
+    ys = np.array([np.mean([metric(name, r.labels[i], r.predicted[i]) for r in runs]) for _, runs in points])
+    return xs, ys
+
+
+def curve_gap(xs: np.ndarray, ys: np.ndarray, ref_xs: np.ndarray, ref_ys: np.ndarray, grid: int = 101) -> float | None:
+    """Mean of (curve - reference) over the speed-up range both cover, by linear interpolation (None: no overlap)."""
+    low, high = max(xs.min(), ref_xs.min()), min(xs.max(), ref_xs.max())
+    if not high > low:
+        return None
+    at = np.linspace(low, high, grid)
+    return float(np.mean(np.interp(at, xs, ys) - np.interp(at, ref_xs, ref_ys)))
+
+
+def pareto_score(name: str, curve: Curve, reference: Curve, seed: int = SEED,
+                 resamples: int = RESAMPLES) -> tuple[float, float, float] | None:
+    """Mean gap in points (x100) between ``curve`` and ``reference`` with its 95 % bootstrap interval.
+
+    None when the curves share no speed-up range (a single point, or disjoint ranges)."""
+    runs = [r for _, rs in [*curve, *reference] for r in rs]
+    _check_same_examples(runs)
+
+    def statistic(i: np.ndarray) -> float:
+        gap = curve_gap(*_curve_values(name, curve, i), *_curve_values(name, reference, i))
+        return 100.0 * (gap if gap is not None else math.nan)
+
+    observed = statistic(np.arange(len(runs[0].labels)))
+    if math.isnan(observed):
+        return None
+    result = _bootstrap(statistic, len(runs[0].labels), seed, resamples)
+    return observed, float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def pareto_front(points: Mapping[str, Sequence[tuple[float, float]]]) -> list[tuple[str, float, float]]:
+    """The points (label, speed-up, quality) that no other point beats in both speed-up and quality."""
+    flat = [(label, x, y) for label, pts in points.items() for x, y in pts]
+    return sorted((p for p in flat if not any(q[1] >= p[1] and q[2] >= p[2] and (q[1] > p[1] or q[2] > p[2])
+                                              for q in flat)), key=lambda p: p[1])

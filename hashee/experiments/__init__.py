@@ -1,0 +1,2 @@
+"""Experiments: the steps every run shares (``steps``, ``training``, ``evaluation``), one module per
+experiment (``classification``, ``generation``, ``difficulty``) and the dispatcher (``dispatch``)."""

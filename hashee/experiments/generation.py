@@ -1,0 +1,134 @@
+"""The generation run (``experiment=default`` on a ``label_type: generation`` task): task -> pairs ->
+encoder-decoder method -> train (select on val) -> generate -> ROUGE + cost.
+
+The method config names its generation class in ``seq2seq_target`` (full and hashee do); other
+methods refuse generation tasks with one line.
+
+Cost block (METHODS.md sections 3 and 6), on the reported split:
+- ``flops`` / ``flops_full``: analytic FLOPs of the method's generation, and of the same decoding
+  steps with every token at every layer (so the ratio compares equal work);
+- ``generated_tokens`` and FLOPs per generated token for both;
+- ``time_s`` / ``time_full_s``: wall-clock of generating the split with the exits and with the same
+  weights without exits (interleaved, best of ``eval.timing_repeats``); the two can generate
+  different lengths, so ``measured_speedup`` compares time per generated token.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from hashee.core.errors import ConfigError
+from hashee.data.seq2seq import Seq2SeqDataModule
+from hashee.experiments.steps import cache_dir, finish_run, instantiate_method, start_run
+from hashee.experiments.training import train_or_reuse
+from hashee.methods.seq2seq_full import Seq2SeqModule
+from hashee.runs.logger import make_logger
+from hashee.seq2seq.backbone import load_seq2seq_backbone
+from hashee.tasks.generation import GenerationSpec
+from hashee.tasks.rouge import rouge_scores
+
+SAMPLES_IN_RESULTS = 8
+
+
+def build_module(cfg: DictConfig, spec: GenerationSpec, backbone: Any) -> Seq2SeqModule:
+    """Instantiate the method's generation class (``method.seq2seq_target``)."""
+    method = OmegaConf.to_container(cfg.method, resolve=True)
+    target = method.pop("seq2seq_target", None)
+    if not target:
+        raise ConfigError(f"method {cfg.method.name!r} does not support generation tasks (use method=full or method=hashee)")
+    method["_target_"] = target
+    return instantiate_method(method, spec=spec, backbone=backbone, optim=cfg.optim, generation=cfg.generation)
+
+
+def generate_split(module: Seq2SeqModule, batches: list[Mapping[str, torch.Tensor]], exits: bool = True) -> dict[str, Any]:
+    """Generate every batch; predictions in dataset order, FLOPs and generated-token counts."""
+    predictions: dict[int, str] = {}
+    flops = flops_full = 0.0
+    produced = 0
+    with torch.inference_mode():
+        for batch in batches:
+            out = module.generate(batch, exits=exits)
+            for index, tokens in zip(batch["index"].tolist(), out.tokens):
+                predictions[index] = module.decode_text(tokens)
+            flops, flops_full, produced = flops + out.flops, flops_full + out.flops_full, produced + out.generated_tokens
+    return {"predictions": [predictions[i] for i in sorted(predictions)], "flops": flops, "flops_full": flops_full,
+            "generated_tokens": produced}
+
+
+def time_generation(module: Seq2SeqModule, batches: list[Mapping[str, torch.Tensor]], exits: bool,
+                    warmup: int) -> tuple[float, int]:
+    """Seconds and generated tokens of generating every batch, after ``warmup`` untimed batches."""
+    with torch.inference_mode():
+        for batch in batches[:warmup]:
+            module.generate(batch, exits=exits)
+        start = time.perf_counter()
+        produced = sum(module.generate(batch, exits=exits).generated_tokens for batch in batches)
+        return time.perf_counter() - start, produced
+
+
+def generation_cost(module: Seq2SeqModule, test: Mapping[str, Any], batches: list, cfg: DictConfig) -> dict[str, Any]:
+    tokens = max(1, test["generated_tokens"])
+    block: dict[str, Any] = {
+        "flops": test["flops"], "flops_full": test["flops_full"], "flops_speedup": test["flops_full"] / test["flops"],
+        "generated_tokens": test["generated_tokens"], "flops_per_generated_token": test["flops"] / tokens,
+        "flops_full_per_generated_token": test["flops_full"] / tokens,
+        "batch_size": int(cfg.data.eval_batch_size), "threads": torch.get_num_threads(),
+        "examples": len(test["predictions"]), "num_beams": int(cfg.generation.num_beams),
+    }
+    if cfg.eval.timing:
+        runs: dict[bool, list[tuple[float, int]]] = {True: [], False: []}
+        for _ in range(max(1, int(cfg.eval.timing_repeats))):  # interleaved: a slow phase hits both
+            for exits in (False, True):
+                runs[exits].append(time_generation(module, batches, exits, int(cfg.eval.warmup_batches)))
+        (time_s, produced), (time_full_s, produced_full) = min(runs[True]), min(runs[False])
+        block.update(time_s=time_s, time_full_s=time_full_s, generated_tokens_full=produced_full,
+                     time_per_token_s=time_s / max(1, produced), time_full_per_token_s=time_full_s / max(1, produced_full))
+        block["measured_speedup"] = block["time_full_per_token_s"] / block["time_per_token_s"]
+        block["measured_speedup_total_time"] = time_full_s / time_s
+        block["efficiency"] = block["measured_speedup"] / block["flops_speedup"]
+    return block
+
+
+def run_generation(cfg: DictConfig, run_dir: Path, fingerprint: str | None = None) -> dict[str, Any]:
+    """Run one generation experiment end to end and write ``results.json`` into ``run_dir``."""
+    results = start_run(cfg, run_dir, fingerprint)
+    spec = GenerationSpec.from_config(cfg.task)
+    backbone = load_seq2seq_backbone(cfg.backbone)
+    gen = cfg.generation
+    datamodule = Seq2SeqDataModule(spec, cfg.data, backbone.tokenizer, backbone.source, backbone.start_id,
+                                   backbone.pad_id, int(gen.max_source_length), int(gen.max_target_length),
+                                   batch_size=int(cfg.data.batch_size), eval_batch_size=int(cfg.data.eval_batch_size),
+                                   seed=int(cfg.seed), cache_dir=str(Path(cache_dir(cfg)) / "tokenized"))
+    datamodule.setup()
+    module = build_module(cfg, spec, backbone)
+    method_info = {"prepare": module.prepare(datamodule, cache_dir(cfg))}
+    logger = make_logger(cfg, run_dir, results["config"])
+    results["train"] = train_or_reuse(cfg, module, datamodule, run_dir, logger)
+    results["train"].update(examples=len(datamodule.encoded["train"]), val_examples=len(datamodule.encoded["val"]))
+    module.eval()
+
+    val = generate_split(module, datamodule.eval_batches("val"))
+    test_batches = datamodule.eval_batches("test")
+    test = generate_split(module, test_batches)
+    references = datamodule.references("test")
+    metrics = rouge_scores(test["predictions"], references, spec.metrics)
+    val_metrics = rouge_scores(val["predictions"], datamodule.references("val"), spec.metrics)
+    results.update(
+        reported_split=spec.test_split_name,
+        metrics=metrics,
+        primary_metric=spec.primary_metric,
+        primary=metrics[spec.primary_metric],
+        val_metrics=val_metrics,
+        val_primary=val_metrics[spec.primary_metric],
+        val_flops_speedup=val["flops_full"] / val["flops"],
+        cost=generation_cost(module, test, test_batches, cfg),
+        method_info=method_info,
+        samples=[{"reference": r, "prediction": p} for r, p in zip(references, test["predictions"])][:SAMPLES_IN_RESULTS],
+    )
+    finish_run(run_dir, results, logger)
+    return results

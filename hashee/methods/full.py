@@ -1,0 +1,19 @@
+"""The full model: every layer, every token, no exit. The reference every speed-up is measured against."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+
+from hashee.methods.base import ExitModule
+
+
+class FullModel(ExitModule):
+    """Fine-tunes backbone + pooler + classifier (CE, or MSE for regression)."""
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.full_logits(batch)
+
+    def batch_flops(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.full_flops(batch)

@@ -1,0 +1,59 @@
+"""Write a sweep's report from the results.json files of a (possibly partial) sweep.
+
+Writes ``<out>/report.md``, ``report.html`` (self-contained: plots embedded), ``runs.csv`` and PNG
+plots: per task, primary metric vs FLOPs speed-up and vs measured speed-up (one line per method, the
+full model as a dashed reference), every operating point with the Pareto front, each exit head on its
+own, and the training exit-layer histogram of every HashEE hash. Sections: the comparison table,
+intervals, paired comparisons and Pareto scores (:mod:`hashee.reports.statistics`), and the per-exit
+diagnostics (:mod:`hashee.reports.diagnostics`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from hashee.reports import diagnostics as report_diagnostics
+from hashee.reports import statistics as report_stats
+from hashee.reports.aggregate import aggregate
+from hashee.reports.collect import collect_runs, deduplicate
+from hashee.reports.plots import plot_exit_histograms, plot_task
+from hashee.reports.render import html_page, markdown_table, write_csv
+
+
+def build_report(sweep_dir: Path, out: Path, curve_targets: Iterable[float] = (1.5, 2.0, 3.0)) -> dict[str, Any]:
+    """Write the report files; return what was written and the run counts."""
+    rows, statuses = collect_runs(sweep_dir, curve_targets)
+    rows = deduplicate(rows)
+    if not rows:
+        raise SystemExit(f"error: no complete results.json under {sweep_dir} (found: {statuses or 'none'})")
+    out.mkdir(parents=True, exist_ok=True)
+    table = aggregate(rows)
+    images = []
+    for task in sorted({r["task"] for r in table}):
+        for axis in ("flops_speedup", "measured_speedup"):
+            path = plot_task(task, table, axis, out)
+            if path:
+                images.append(path.name)
+    hist = plot_exit_histograms(rows, out)
+    if hist:
+        images.append(hist.name)
+    stats = report_stats.statistics_sections(rows, out)
+    heads = report_diagnostics.head_rows([r for r in rows if r["source"] == "run"])
+    head_images = [p.name for task in sorted({h["task"] for h in heads})
+                   if (p := report_diagnostics.plot_task_heads(task, heads, out))]
+    images += stats["images"] + head_images
+    title = f"hashee-bench report: {sweep_dir.name}"
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(statuses.items()))
+    md = [f"# {title}", "", f"Runs found: {counts}. Rows without a measured speed-up are read off a trained "
+          "model's curves (knob chosen on validation, test point reported).", "", markdown_table(table), ""]
+    md += [f"![{i}]({i})" for i in images if i not in stats["images"] + head_images]
+    md += ["", stats["markdown"], ""] + [f"![{i}]({i})" for i in stats["images"]]
+    if heads:
+        md += ["", report_diagnostics.markdown_section(heads), ""] + [f"![{i}]({i})" for i in head_images]
+    text = "\n".join(md) + "\n"
+    (out / "report.md").write_text(text)
+    (out / "report.html").write_text(html_page(title, text, out))
+    write_csv(rows, out / "runs.csv")
+    return {"out": str(out), "table": table, "images": images, "statuses": statuses, "rows": rows,
+            "statistics": stats["tables"], "exit_heads": heads}

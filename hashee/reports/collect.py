@@ -1,0 +1,85 @@
+"""Collect a (possibly partial) sweep's runs: one flat row per complete ``results.json``, plus rows read off the
+curves of methods with an operating point at other target speed-ups."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+from hashee.core.operating_points import test_point_for_target
+from hashee.runs.identity import method_label as label_of
+from hashee.runs.identity import requested_target as target_of
+
+
+def method_label(results: dict[str, Any]) -> str:
+    """The label a run is reported under: ``hashee[frequency]`` for HashEE (the hash matters), else the method."""
+    return label_of(results.get("method"), results.get("config", {}))
+
+
+def requested_target(results: dict[str, Any]) -> float | None:
+    """The target speed-up a run was asked for (None for the full model, which has none)."""
+    return target_of(results.get("method"), results.get("config", {}))
+
+
+def curve_rows(results: dict[str, Any], base: dict[str, Any], targets: Iterable[float]) -> list[dict[str, Any]]:
+    """Extra rows at other target speed-ups from a run's curves: the knob is chosen on the
+    validation curve (same rule as the run), the test point at that knob is reported.
+    One trained model serves its whole curve; wall-clock is only measured at the run's own point."""
+    info = results.get("method_info", {})
+    val_curve = (info.get("operating_point") or {}).get("val_curve")
+    test_curve = info.get("test_curve")
+    rows = []
+    for target in targets:
+        if base["target"] is not None and abs(target - base["target"]) < 1e-9:
+            continue
+        found = test_point_for_target(val_curve, test_curve, target)
+        if found is None:
+            continue
+        point, _ = found
+        rows.append({**base, "target": target, "primary": point["primary"], "flops_speedup": point["flops_speedup"],
+                     "measured_speedup": None, "efficiency": None, "source": "curve",
+                     **{f"metric.{k}": v for k, v in point.get("metrics", {}).items()}})
+    return rows
+
+
+def collect_runs(sweep_dir: Path, curve_targets: Iterable[float] = ()) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Flat rows of every complete run under ``sweep_dir`` (plus rows read off the curves of methods
+    with an operating point at ``curve_targets``) and a count of runs by status."""
+    rows, statuses = [], defaultdict(int)
+    for path in sorted(sweep_dir.rglob("results.json")):
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            statuses["unreadable"] += 1
+            continue
+        statuses[results.get("status", "unknown")] += 1
+        if results.get("status") != "complete":
+            continue
+        cost = results.get("cost", {})
+        described = results.get("method_info", {}).get("prepare", {}).get("hash") or {}
+        row = {
+            "task": results["task"], "method": method_label(results), "target": requested_target(results),
+            "seed": results.get("seed"), "primary_metric": results.get("primary_metric"), "primary": results.get("primary"),
+            "flops_speedup": cost.get("flops_speedup"), "measured_speedup": cost.get("measured_speedup"),
+            "efficiency": cost.get("efficiency"), "run_dir": str(path.parent), "source": "run",
+            "exit_histogram": described.get("train_exit_histogram"),
+            "exit_diagnostics": results.get("method_info", {}).get("exit_diagnostics"),
+            "primary_ci95": results.get("primary_ci95"),
+            **{f"metric.{k}": v for k, v in results.get("metrics", {}).items()},
+        }
+        rows.append(row)
+        rows.extend(curve_rows(results, row, curve_targets))
+    return rows, dict(statuses)
+
+
+def deduplicate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (task, method, target, seed): a measured run wins over a point read off a curve
+    (several jobs of a method whose training does not depend on the target share the same curve)."""
+    chosen: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        key = (row["task"], row["method"], row["target"], row["seed"])
+        if key not in chosen or (chosen[key]["source"] == "curve" and row["source"] == "run"):
+            chosen[key] = row
+    return list(chosen.values())

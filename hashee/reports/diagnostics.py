@@ -1,0 +1,98 @@
+"""The report's per-exit section: each exit head's metric on its own, and the heads that learned nothing.
+
+Reads ``method_info.exit_diagnostics`` of every complete run (see :mod:`hashee.experiments.diagnostics`): a table
+of every head's primary metric on validation and on the reported split, with the heads that are not
+significantly better than the trivial predictor on validation flagged, and one plot per task (metric
+per layer on the reported split, one line per method, the trivial predictor as a dashed line).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from hashee.reports.plots import save_plot
+
+FLAG = "**not above trivial**"
+
+
+def head_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (run, head) from report rows that carry ``exit_diagnostics``."""
+    rows = []
+    for run in runs:
+        diagnostics = run.get("exit_diagnostics") or {}
+        metric = run["primary_metric"]
+        for head in diagnostics.get("heads", []):
+            rows.append({"task": run["task"], "method": run["method"], "target": run["target"], "seed": run["seed"],
+                         "layer": head["layer"], "metric": metric, "val": head["val"].get(metric),
+                         "test": head["test"].get(metric), "p_value": head["p_value_vs_trivial"],
+                         "degenerate": head["degenerate"], "trivial": diagnostics["trivial"]["test"].get(metric),
+                         "multi_head": len(diagnostics["heads"]) > 1,
+                         "trivial_name": diagnostics.get("trivial_predictor", "trivial predictor")})
+    return rows
+
+
+def series_key(row: dict[str, Any]) -> str:
+    """A line of the plot: multi-head methods and static (k varies with the target) by name; the other
+    single-head methods (HashEE) by name and target."""
+    if row["multi_head"] or row["method"] in ("full", "static") or row["target"] is None:
+        return row["method"]
+    return f"{row['method']} @{row['target']:g}x"
+
+
+def shared_heads(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop repeats of one trained model's heads (the same seed's heads at several targets of a method whose
+    training ignores the target are the same heads): one row per (task, series, layer, seed, value)."""
+    seen, unique = set(), []
+    for row in rows:
+        key = (row["task"], series_key(row), row["layer"], row["seed"], row["val"], row["test"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(row)
+    return unique
+
+
+def markdown_section(rows: list[dict[str, Any]]) -> str:
+    """Per head: validation and reported-split metric (mean over seeds) and how many seeds flag it."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for row in shared_heads(rows):
+        groups[(row["task"], series_key(row), row["layer"])].append(row)
+    lines = ["## Exit heads on their own", "",
+             "Every example read at one head (validation / reported split, mean over seeds). A head is flagged "
+             "when on validation it is not significantly better than the trivial predictor (majority class; "
+             "regression: Spearman > 0), one-sided 5 %.", "",
+             "| task | method | layer | metric | val | reported | trivial (reported) | seeds flagged |",
+             "|---|---|---:|---|---:|---:|---:|---|"]
+    for (task, series, layer), members in sorted(groups.items()):
+        flagged = sum(m["degenerate"] for m in members)
+        mark = f"{flagged}/{len(members)} {FLAG}" if flagged else f"0/{len(members)}"
+        lines.append(f"| {task} | {series} | {layer} | {members[0]['metric']} | "
+                     f"{statistics.fmean(m['val'] for m in members):.4f} | {statistics.fmean(m['test'] for m in members):.4f} | "
+                     f"{members[0]['trivial']:.4f} | {mark} |")
+    return "\n".join(lines)
+
+
+def plot_task_heads(task: str, rows: list[dict[str, Any]], out: Path) -> Path | None:
+    """Metric per exit layer on the reported split, one line per method; trivial predictor dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in shared_heads(rows) if r["task"] == task]
+    if not rows:
+        return None
+    by_series: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        by_series[series_key(row)][row["layer"]].append(row["test"])
+    fig, ax = plt.subplots(figsize=(8.4, 4.4))
+    for series, layers in sorted(by_series.items()):
+        xs = sorted(layers)
+        ax.plot(xs, [statistics.fmean(layers[x]) for x in xs], marker="o", label=series)
+    ax.axhline(rows[0]["trivial"], color="grey", linestyle="--", linewidth=1, label=rows[0]["trivial_name"])
+    ax.set_xlabel("exit layer (every example exits there)")
+    ax.set_ylabel(rows[0]["metric"])
+    ax.set_title(f"{task}: each exit head on its own (reported split)")
+    return save_plot(fig, ax, out / f"{task}_exit_heads.png")
