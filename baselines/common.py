@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from hashee.core.distributed import gather_examples
-from hashee.core.encoder import make_gather
+from hashee.core.encoder import plan_real
 from hashee.core.errors import ConfigError
 from hashee.core.operating_points import choose_operating_point
 from hashee.data.classification import TaskDataModule
@@ -185,7 +185,7 @@ class LayerwiseExitModule(ExitModule):
     def hidden_states(self, batch: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
         """Hidden states after each of the L layers, every row and real token computed."""
         hidden = self.encoder.embed(batch["input_ids"], batch.get("token_type_ids"))
-        plan = make_gather(batch["attention_mask"].bool())
+        plan = plan_real(batch["attention_mask"])
         states = []
         for index in range(self.num_layers):
             hidden = self.encoder.layer(index, hidden, plan)
@@ -212,7 +212,7 @@ class LayerwiseExitModule(ExitModule):
         rows = torch.arange(mask.shape[0], device=mask.device)
         state = self.init_state(mask.shape[0], mask.device)
         logits = exit_layer = None
-        plan = make_gather(mask)
+        plan = plan_real(mask)
         for index in range(self.num_layers):
             hidden = self.encoder.layer(index, hidden, plan)
             out = self.layer_head(index, hidden, mask)
@@ -237,7 +237,7 @@ class LayerwiseExitModule(ExitModule):
                 break
             if bool(leave.any()):
                 rows, hidden, mask, state = drop_rows(~leave, rows, hidden, mask, state)
-                plan = make_gather(mask)
+                plan = plan_real(mask)
         return logits, exit_layer
 
     # -- cost ------------------------------------------------------------------------------

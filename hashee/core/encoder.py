@@ -49,6 +49,8 @@ class Gather:
     kv_max: int
     key_mask: torch.Tensor  # [rows, 1, 1, kv_max] bool, True where a key exists
     shared: bool  # queries and keys/values are the same tokens
+    dense: bool = False  # every position of ``[B, n]`` is computed in place (see :func:`plan_real`)
+    kv_dense: bool = False  # keys/values: every position of ``[B, n]``, projected in place; ``rows == B``
     cache: dict = field(default_factory=dict, repr=False, compare=False)  # per-plan tensors a layout reuses across layers
 
 
@@ -82,6 +84,86 @@ def make_gather(q_mask: torch.Tensor, kv_mask: torch.Tensor | None = None) -> Ga
     return Gather(q_flat, q_slot, kv_flat, kv_slot, int(row_ids.numel()), q_max, kv_max, key_mask[:, None, None, :], shared)
 
 
+DENSE_MAX_PADDING = 0.1  # plan_real computes padding too when it is at most this share of the batch's positions
+
+
+def plan_real(attention_mask: torch.Tensor) -> Gather:
+    """Plan a layer that computes every real token, where the caller ignores what padding positions hold.
+
+    When padding is at most :data:`DENSE_MAX_PADDING` of the ``[B, n]`` positions (always with one
+    row), the plan is *dense*: the layer runs on the whole padded batch in place, with no gather or
+    scatter (padding is masked out of attention, so real tokens get exactly the packed result, and
+    padding positions get values nobody reads). Otherwise it is :func:`make_gather`'s packed plan.
+    """
+    real = attention_mask.bool()
+    batch, width = real.shape
+    padding = batch * width - int(real.sum())
+    if batch == 0 or padding > DENSE_MAX_PADDING * batch * width:
+        return make_gather(real)
+    every = torch.arange(batch * width, device=real.device)
+    return Gather(every, every, every, every, batch, width, width, real[:, None, None, :], True, dense=True)
+
+
+def exit_masks(real: torch.Tensor, exit_layers: torch.Tensor, depth: int) -> torch.Tensor:
+    """``[depth, B, n]``: at layer ``l`` (0-based) the real tokens whose exit layer is above ``l``."""
+    levels = torch.arange(depth, device=real.device)[:, None, None]
+    return real[None] & (exit_layers[None] > levels)
+
+
+def plan_layers(q_masks: torch.Tensor, real: torch.Tensor, attend_real: bool = True) -> list[Gather]:
+    """Every layer's plan at once from nested ``[L, B, n]`` query masks (layer ``l+1``'s inside layer ``l``'s).
+
+    Keys/values are all ``real`` tokens (``attend_real``) or the layer's queries; positions outside
+    ``real`` are padding that nobody reads. The plans compute what :func:`make_gather` plans on each
+    layer's masks would, built with one ``nonzero`` and one host sync for the whole batch. When padding
+    is small (:data:`DENSE_MAX_PADDING`), a layer that computes every real token is dense, and a layer
+    whose keys/values are every real token of every row projects them in place (no gather, no scatter).
+    A layer whose queries equal the previous layer's reuses its :class:`Gather` (and the plan's caches).
+    """
+    num_layers, batch, width = q_masks.shape
+    q_counts = q_masks.sum(dim=2)                                       # [L, B]
+    has_query = q_counts > 0
+    kv_masks = (real[None] | q_masks) & has_query[:, :, None] if attend_real else q_masks
+    kv_counts = kv_masks.sum(dim=2)
+    unchanged = torch.cat([q_counts.new_zeros(1, dtype=torch.bool), (q_counts[1:] == q_counts[:-1]).all(dim=1)])
+    stats = torch.stack([q_counts.sum(dim=1), kv_counts.sum(dim=1), has_query.sum(dim=1), q_counts.amax(dim=1),
+                         kv_counts.amax(dim=1), unchanged.long(), (q_counts == kv_counts).all(dim=1).long(),
+                         (q_counts == real.sum(dim=1)).all(dim=1).long(), real.sum().expand(num_layers)]).tolist()
+    totals, kv_totals, rows, q_max, kv_max, same, shared, every_real, real_count = stats  # the one host sync
+    small_padding = bool(num_layers) and batch * width - real_count[0] <= DENSE_MAX_PADDING * batch * width
+    row_of = has_query.cumsum(dim=1) - 1                                # row -> its row in the layer's grid
+    q_flat, q_slot = _layer_slots(q_masks, row_of, q_counts.amax(dim=1), totals)
+    kv_flat, kv_slot = _layer_slots(kv_masks, row_of, kv_counts.amax(dim=1), kv_totals) if attend_real else (q_flat, q_slot)
+    every = torch.arange(batch * width, device=real.device)
+    real_keys = real[:, None, None, :]
+    plans: list[Gather] = []
+    for index in range(num_layers):
+        if same[index] and plans:
+            plans.append(plans[-1])
+        elif small_padding and shared[index] and every_real[index]:
+            plans.append(Gather(every, every, every, every, batch, width, width, real_keys, True, dense=True))
+        elif small_padding and attend_real and rows[index] == batch:
+            plans.append(Gather(q_flat[index], q_slot[index], every, every, batch, q_max[index], width, real_keys,
+                                False, kv_dense=True))
+        else:
+            key_mask = torch.arange(kv_max[index], device=real.device)[None, :] < kv_counts[index][has_query[index]][:, None]
+            flat, slot = (q_flat[index], q_slot[index]) if shared[index] else (kv_flat[index], kv_slot[index])
+            plans.append(Gather(q_flat[index], q_slot[index], flat, slot, rows[index], q_max[index], kv_max[index],
+                                key_mask[:, None, None, :], bool(shared[index])))
+    return plans
+
+
+def _layer_slots(masks: torch.Tensor, row_of: torch.Tensor, widest: torch.Tensor,
+                 totals: list[int]) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Per layer: flat ``[B * n]`` indices and grid slots of the True entries of ``masks [L, B, n]``."""
+    width = masks.shape[2]
+    rank = masks.cumsum(dim=2) - 1
+    layer, row, pos = masks.nonzero(as_tuple=True)                      # ordered by layer, row, position
+    flat = row * width + pos
+    slot = row_of[layer, row] * widest[layer] + rank[layer, row, pos]
+    return flat.split(totals), slot.split(totals)
+
+
 def to_grid(values: torch.Tensor, slot: torch.Tensor, rows: int, width: int, heads: int) -> torch.Tensor:
     """Scatter packed ``[t, d]`` vectors into a ``[rows, heads, width, d/heads]`` attention grid."""
     d = values.shape[-1]
@@ -103,6 +185,19 @@ def math_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, 
         scores = scores + key_mask
     probs = F.dropout(scores.softmax(dim=-1), p=dropout_p)
     return probs @ value
+
+
+def fused_linear(linears: tuple[nn.Module, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenated weight ``[sum out, in]`` and bias of ``linears``, cached on the first one until a weight changes."""
+    if len(linears) == 1:
+        return linears[0].weight, linears[0].bias
+    stamp = tuple((m.weight._version, m.weight.data_ptr(), m.bias._version) for m in linears)
+    cached = getattr(linears[0], "_hashee_fused", {}).get(len(linears))
+    if cached is None or cached[0] != stamp:
+        with torch.inference_mode(False), torch.no_grad():
+            cached = (stamp, torch.cat([m.weight for m in linears]), torch.cat([m.bias for m in linears]))
+        linears[0].__dict__.setdefault("_hashee_fused", {})[len(linears)] = cached
+    return cached[1], cached[2]
 
 
 LayerParts = tuple[nn.Module, nn.Module, nn.Module, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
@@ -241,19 +336,55 @@ class MultiExitEncoder(nn.Module):
         to_query, to_key, to_value, attention_output = self._parts(layer)
         batch, width, d = hidden.shape
         flat = hidden.reshape(batch * width, d)
-        x_q = flat.index_select(0, plan.q_flat)
-        x_kv = x_q if plan.shared else flat.index_select(0, plan.kv_flat)
-        query = to_grid(to_query(x_q), plan.q_slot, plan.rows, plan.q_max, self.num_heads)
-        key = to_grid(to_key(x_kv), plan.kv_slot, plan.rows, plan.kv_max, self.num_heads)
-        value = to_grid(to_value(x_kv), plan.kv_slot, plan.rows, plan.kv_max, self.num_heads)
+        x_q = flat if plan.dense else flat.index_select(0, plan.q_flat)
+        if plan.dense:
+            query, key, value = self._project_dense(x_q, batch, width, (to_query, to_key, to_value))
+        elif plan.shared:
+            query, key, value = self._project(x_q, plan.q_slot, plan.rows, plan.q_max, (to_query, to_key, to_value))
+        else:
+            (query,) = self._project(x_q, plan.q_slot, plan.rows, plan.q_max, (to_query,))
+            if plan.kv_dense:
+                key, value = self._project_dense(flat, batch, width, (to_key, to_value))
+            else:
+                x_kv = flat.index_select(0, plan.kv_flat)
+                key, value = self._project(x_kv, plan.kv_slot, plan.rows, plan.kv_max, (to_key, to_value))
         dropout = self.attention_dropout if self.training else 0.0
         attend = math_attention if self.attention_impl == "math" else F.scaled_dot_product_attention
         mask = plan.key_mask if self._scores_mask is None else self._scores_mask(plan, width, query.dtype)
         context = attend(query, key, value, mask, dropout)
-        context = context.transpose(1, 2).reshape(plan.rows * plan.q_max, d).index_select(0, plan.q_slot)
+        context = context.transpose(1, 2).reshape(plan.rows * plan.q_max, d)
+        context = context if plan.dense else context.index_select(0, plan.q_slot)
         attended = attention_output(context, x_q)
         out = layer.output(layer.intermediate(attended), attended)
+        if plan.dense:
+            return out.view(batch, width, d)
         return flat.index_copy(0, plan.q_flat, out).view(batch, width, d)
+
+    def _project_dense(self, x: torch.Tensor, batch: int, width: int,
+                       linears: tuple[nn.Module, ...]) -> tuple[torch.Tensor, ...]:
+        """Q, K, V of every position of ``x [B * n, d]`` as ``[B, heads, n, d_h]`` views (no scatter)."""
+        heads, d = self.num_heads, x.shape[-1]
+        if torch.is_grad_enabled():
+            return tuple(linear(x).view(batch, width, heads, d // heads).transpose(1, 2) for linear in linears)
+        weight, bias = fused_linear(linears)
+        projected = F.linear(x, weight, bias).view(batch, width, len(linears), heads, d // heads)
+        return tuple(projected.permute(2, 0, 3, 1, 4).unbind(0))
+
+    def _project(self, x: torch.Tensor, slot: torch.Tensor, rows: int, width: int,
+                 linears: tuple[nn.Module, ...]) -> tuple[torch.Tensor, ...]:
+        """``linears`` (e.g. Q, K, V) of packed ``x [t, d]``, each as a ``[rows, heads, width, d_h]`` grid.
+
+        Without autograd the projections run as one matrix product on the concatenated weights and
+        one scatter into the grid; with autograd (training) each linear runs as its own module.
+        """
+        if torch.is_grad_enabled():
+            return tuple(to_grid(linear(x), slot, rows, width, self.num_heads) for linear in linears)
+        weight, bias = fused_linear(linears)
+        projected = F.linear(x, weight, bias)
+        d = x.shape[-1]
+        grid = projected.new_zeros(rows * width, projected.shape[-1]).index_copy(0, slot, projected)
+        grid = grid.view(rows, width, len(linears), self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        return tuple(grid.unbind(0))
 
     def pooled_vector(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """One vector ``[B, d]`` per sequence: its [CLS] state, or the mean of its real tokens' states.
@@ -275,7 +406,7 @@ class MultiExitEncoder(nn.Module):
                      token_type_ids: torch.Tensor | None = None, depth: int | None = None) -> torch.Tensor:
         """Hidden states after ``depth`` (default all) layers with every real token computed."""
         hidden = self.embed(input_ids, token_type_ids)
-        plan = make_gather(attention_mask.bool())
+        plan = plan_real(attention_mask)
         for index in range(depth or self.num_layers):
             hidden = self.layer(index, hidden, plan)
         return hidden
@@ -290,12 +421,8 @@ class MultiExitEncoder(nn.Module):
         """
         hidden = self.embed(input_ids, token_type_ids)
         real = attention_mask.bool()
-        previous: torch.Tensor | None = None
-        plan: Gather | None = None
-        for index in range(depth):
-            active = real & (exit_layers > index)
-            if plan is None or not torch.equal(active, previous):
-                plan = make_gather(active, real if attend_exited else None)
-                previous = active
-            hidden = self.layer(index, hidden, plan)
+        plans = plan_layers(exit_masks(real, exit_layers, depth), real, attend_exited)
+        for index, plan in enumerate(plans):
+            if plan.rows:
+                hidden = self.layer(index, hidden, plan)
         return hidden

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 # Keys that do not change what a job computes (logging, display, where caches live).
-NON_RESULT_KEYS = ("logger", "progress_bar", "callbacks.progress_bar", "data.cache_dir")
+NON_RESULT_KEYS = ("logger", "progress_bar", "callbacks.progress_bar", "data.cache_dir", "report_at_end")
 # Keys that only matter after training (the operating point, evaluation) or not at all.
 POST_TRAINING_KEYS = ("target_speedup", "eval", "logger", "progress_bar", "callbacks.progress_bar",
                       "hashee.target_speedup", "data.cache_dir")

@@ -1,0 +1,199 @@
+"""How cost grows with batch size and input length: the full model and HashEE against the stock forward.
+
+    hashee-scaling data.glue_dir=../shared/data/glue [--inputs sst2,rotten_tomatoes,mrpc,bbc_news@128,bbc_news@512]
+                   [--batch-sizes 1,8,32,128] [--targets 1.5,2,3] [--tokens 12000] [--repeats 3] [--out DIR]
+
+On one set of weights (the backbone's pretrained encoder; heads untrained: timing does not depend on
+their values) and in one process, for every input and batch size, times interleaved over the same
+batches of the reported split: ``hf`` (the stock ``transformers`` forward + pooler), ``full`` (this
+project's encoder, every token to the last layer, and its head) and HashEE (frequency hash built from
+the task's training split) at each target. Per cell it keeps the fastest of ``--repeats`` passes and the
+spread (slowest / fastest). Efficiency = (full time / HashEE time) / FLOPs speed-up. Each input uses the
+same examples at every batch size: the first ``max(largest batch, tokens / mean length)`` of the split.
+Writes ``scaling.json``, ``scaling.md`` and two plots (efficiency against batch size, and against length).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from hashee.core.backbone import load_backbone
+from hashee.core.cost import time_inference
+from hashee.experiments.steps import build_data, cache_dir, instantiate_method
+from hashee.tasks.spec import TaskSpec
+
+DEFAULT_INPUTS = "sst2,rotten_tomatoes,mrpc,bbc_news@128,bbc_news@512"
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Options of this command; everything else is a Hydra override (``data.glue_dir=...``, ``backbone=...``)."""
+    parser = argparse.ArgumentParser(prog="hashee-scaling", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--inputs", default=DEFAULT_INPUTS, help="task[@max_length], comma-separated")
+    parser.add_argument("--batch-sizes", default="1,8,32,128")
+    parser.add_argument("--targets", default="1.5,2,3")
+    parser.add_argument("--tokens", type=int, default=12000, help="real tokens per input (at least one largest batch)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="outputs/scaling")
+    return parser.parse_known_args(argv)
+
+
+def compose(overrides: list[str]) -> Any:
+    from hydra import compose as hydra_compose, initialize_config_module
+
+    with initialize_config_module(config_module="hashee_conf", version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def split_input(name: str) -> tuple[str, int]:
+    task, _, length = name.partition("@")
+    return task, int(length or 128)
+
+
+def examples_for(datamodule: Any, tokens: int, largest_batch: int) -> int:
+    """How many examples of the reported split an input uses: enough for ``tokens`` real tokens and one largest batch."""
+    lengths = datamodule.lengths("test")
+    mean = sum(lengths) / max(1, len(lengths))
+    return min(len(lengths), max(largest_batch, int(tokens / mean)))
+
+
+def build_input(name: str, overrides: list[str], args: argparse.Namespace, largest_batch: int) -> dict[str, Any]:
+    """Data, backbone and one HashEE module per target (sharing the backbone's weights) for one input."""
+    task, length = split_input(name)
+    base = [f"task={task}", f"data.max_length={length}", "logger=none", "progress_bar=false", *overrides]
+    cfg = compose(base)
+    spec = TaskSpec.from_config(cfg.task)
+    backbone = load_backbone(cfg.backbone)
+    probe = build_data(cfg, spec, backbone.tokenizer, backbone.source)
+    count = examples_for(probe, args.tokens, largest_batch)
+    cfg = compose([*base, f"data.test_limit={count}"])
+    datamodule = build_data(cfg, spec, backbone.tokenizer, backbone.source)
+    modules = {}
+    for target in args.targets.split(","):
+        method_cfg = compose([*base, "method=hashee", f"target_speedup={target}"])
+        module = instantiate_method(method_cfg.method, spec=spec, backbone=backbone, optim=method_cfg.optim)
+        module.prepare(datamodule, cache_dir(method_cfg))
+        modules[target] = module.eval()
+    return {"name": name, "task": task, "max_length": length, "backbone": backbone, "datamodule": datamodule,
+            "modules": modules, "examples": count}
+
+
+def time_interleaved(fns: dict[str, Callable[[Any], Any]], batches: list, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each function over all batches, interleaved, ``repeats`` times (after one warm-up batch)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(max(1, repeats)):
+        for name, fn in fns.items():
+            times[name].append(time_inference(fn, batches, warmup=1))
+    return times
+
+
+def measure_cell(data: dict[str, Any], batch_size: int, repeats: int) -> list[dict[str, Any]]:
+    """Rows of one (input, batch size) cell: hf, full and HashEE at every target."""
+    batches = data["datamodule"].eval_batches("test", batch_size=batch_size)
+    model = data["backbone"].model.eval()
+    reference = next(iter(data["modules"].values()))
+
+    def hf(batch: dict) -> torch.Tensor:
+        extra = {"token_type_ids": batch["token_type_ids"]} if "token_type_ids" in batch else {}
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **extra).pooler_output
+
+    fns = {"hf": hf, "full": reference.full_logits}
+    fns.update({f"hashee@{t}": module.predict for t, module in data["modules"].items()})
+    times = time_interleaved(fns, batches, repeats)
+    tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+    full_flops = sum(float(reference.full_flops(b).sum()) for b in batches)
+    best = {name: min(values) for name, values in times.items()}
+    rows = []
+    for name, values in times.items():
+        row = {"input": data["name"], "batch_size": batch_size, "examples": data["examples"], "tokens": tokens,
+               "mean_length": tokens / data["examples"], "method": name, "seconds": best[name],
+               "spread": max(values) / min(values), "examples_per_s": data["examples"] / best[name],
+               "over_hf": best[name] / best["hf"]}
+        if name.startswith("hashee@"):
+            module = data["modules"][name.split("@")[1]]
+            flops_speedup = full_flops / sum(float(module.batch_flops(b).sum()) for b in batches)
+            measured = best["full"] / best[name]
+            row.update(target=float(name.split("@")[1]), flops_speedup=flops_speedup, measured_speedup=measured,
+                       efficiency=measured / flops_speedup)
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """One line per cell: time of hf and full, and HashEE's efficiency at each target."""
+    cells: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        cells.setdefault((row["input"], row["batch_size"]), {})[row["method"]] = row
+    targets = sorted({r["method"] for r in rows if r["method"].startswith("hashee@")}, key=lambda m: float(m.split("@")[1]))
+    head = ["input", "batch", "examples", "mean len", "hf s", "full s", "full / hf"]
+    head += [f"{m} eff (FLOPs x)" for m in targets]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (name, batch), by_method in cells.items():
+        hf, full = by_method["hf"], by_method["full"]
+        cols = [name, str(batch), str(full["examples"]), f"{full['mean_length']:.0f}", f"{hf['seconds']:.3f}",
+                f"{full['seconds']:.3f}", f"{full['over_hf']:.3f}"]
+        cols += [f"{by_method[m]['efficiency']:.3f} ({by_method[m]['flops_speedup']:.2f}x)" for m in targets]
+        lines.append("| " + " | ".join(cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], out: Path) -> list[str]:
+    """Efficiency against batch size (one line per input and target) and against mean length (batch 32)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hashee = [r for r in rows if "efficiency" in r]
+    names = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in sorted({(r["input"], r["target"]) for r in hashee}):
+        points = sorted((r["batch_size"], r["efficiency"]) for r in hashee if (r["input"], r["target"]) == key)
+        ax.plot(*zip(*points), marker="o", label=f"{key[0]} {key[1]:g}x")
+    ax.set(xscale="log", xlabel="batch size", ylabel="efficiency (measured / FLOPs speed-up)")
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
+    ax.legend(fontsize=6, ncol=3)
+    fig.tight_layout(); fig.savefig(out / "efficiency_vs_batch.png", dpi=120); plt.close(fig)
+    names.append("efficiency_vs_batch.png")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for target in sorted({r["target"] for r in hashee}):
+        points = sorted((r["mean_length"], r["efficiency"]) for r in hashee if r["target"] == target and r["batch_size"] == 32)
+        if points:
+            ax.plot(*zip(*points), marker="o", label=f"HashEE {target:g}x (batch 32)")
+    ax.set(xscale="log", xlabel="mean real length (tokens)", ylabel="efficiency (measured / FLOPs speed-up)")
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
+    ax.legend(fontsize=7)
+    fig.tight_layout(); fig.savefig(out / "efficiency_vs_length.png", dpi=120); plt.close(fig)
+    names.append("efficiency_vs_length.png")
+    return names
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
+    torch.set_num_threads(args.threads)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    with torch.inference_mode():
+        for name in args.inputs.split(","):
+            data = build_input(name, overrides, args, max(batch_sizes))
+            for batch_size in batch_sizes:
+                rows += measure_cell(data, batch_size, args.repeats)
+                print(json.dumps(rows[-1]), flush=True)
+    meta = {"threads": torch.get_num_threads(), "repeats": args.repeats, "torch": torch.__version__, "overrides": overrides}
+    (out / "scaling.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    (out / "scaling.md").write_text(markdown(rows))
+    plot(rows, out)
+    print(markdown(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
