@@ -181,15 +181,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
+    meta = {"threads": torch.get_num_threads(), "repeats": args.repeats, "tokens": args.tokens,
+            "torch": torch.__version__, "overrides": overrides}
     with torch.inference_mode():
         for name in args.inputs.split(","):
             data = build_input(name, overrides, args, max(batch_sizes))
             for batch_size in batch_sizes:
                 rows += measure_cell(data, batch_size, args.repeats)
-                print(json.dumps(rows[-1]), flush=True)
-    meta = {"threads": torch.get_num_threads(), "repeats": args.repeats, "torch": torch.__version__, "overrides": overrides}
-    (out / "scaling.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    (out / "scaling.md").write_text(markdown(rows))
+                # written after every cell: an interrupted run keeps what it measured
+                (out / "scaling.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+                (out / "scaling.md").write_text(markdown(rows))
+                print(markdown(rows).splitlines()[-1], flush=True)
     plot(rows, out)
     print(markdown(rows))
     return rows
