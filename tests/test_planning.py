@@ -112,3 +112,12 @@ def test_fused_projection_follows_weight_updates(tiny_backbone):
     updated, _ = fused_linear(parts)
     assert not torch.equal(weight, updated)
     assert torch.equal(updated, torch.cat([p.weight for p in parts]))
+
+
+def test_fused_projection_of_weights_made_in_inference_mode():
+    """Parameters created under inference mode have no version counter: fused, not cached, still exact."""
+    with torch.inference_mode():
+        linears = (torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+        weight, bias = fused_linear(linears)
+        x = torch.randn(3, 4)
+        assert torch.allclose(torch.nn.functional.linear(x, weight, bias), torch.cat([m(x) for m in linears], dim=1))

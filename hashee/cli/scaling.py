@@ -183,15 +183,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     meta = {"threads": torch.get_num_threads(), "repeats": args.repeats, "tokens": args.tokens,
             "torch": torch.__version__, "overrides": overrides}
-    with torch.inference_mode():
-        for name in args.inputs.split(","):
-            data = build_input(name, overrides, args, max(batch_sizes))
-            for batch_size in batch_sizes:
+    for name in args.inputs.split(","):
+        data = build_input(name, overrides, args, max(batch_sizes))  # outside inference mode: normal parameters
+        for batch_size in batch_sizes:
+            with torch.inference_mode():
                 rows += measure_cell(data, batch_size, args.repeats)
-                # written after every cell: an interrupted run keeps what it measured
-                (out / "scaling.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-                (out / "scaling.md").write_text(markdown(rows))
-                print(markdown(rows).splitlines()[-1], flush=True)
+            # written after every cell: an interrupted run keeps what it measured
+            (out / "scaling.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+            (out / "scaling.md").write_text(markdown(rows))
+            print(markdown(rows).splitlines()[-1], flush=True)
     plot(rows, out)
     print(markdown(rows))
     return rows

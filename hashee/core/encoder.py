@@ -191,6 +191,8 @@ def fused_linear(linears: tuple[nn.Module, ...]) -> tuple[torch.Tensor, torch.Te
     """Concatenated weight ``[sum out, in]`` and bias of ``linears``, cached on the first one until a weight changes."""
     if len(linears) == 1:
         return linears[0].weight, linears[0].bias
+    if any(m.weight.is_inference() or m.bias.is_inference() for m in linears):  # no version counter to check
+        return torch.cat([m.weight for m in linears]), torch.cat([m.bias for m in linears])
     stamp = tuple((m.weight._version, m.weight.data_ptr(), m.bias._version) for m in linears)
     cached = getattr(linears[0], "_hashee_fused", {}).get(len(linears))
     if cached is None or cached[0] != stamp:
