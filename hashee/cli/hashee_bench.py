@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from hashee.cli.sweep import record_job
 from hashee.core.errors import ConfigError, HasheeError
 from hashee.runs.identity import config_fingerprint, is_complete
+from hashee.runs.recipe import check_recipe
 from hashee.runs.results import Interrupted, read_results, write_results
 
 log = logging.getLogger("hashee")
@@ -141,6 +142,7 @@ def app(cfg: DictConfig) -> float | None:
     try:
         with sigterm_interrupts():
             check_numeric_knobs(cfg)
+            check_recipe(cfg, hydra_cfg.runtime.choices)
             check_ddp_support(cfg)
             results = run_experiment(cfg, run_dir, fingerprint)
     except HasheeError as exc:

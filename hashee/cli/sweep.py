@@ -7,7 +7,8 @@
   for launchers that run jobs in other processes), prints which job of how many starts and an
   estimate of the time left, and prints how many jobs ran, were skipped and failed, with their
   error lines, when the sweep ends. A sweep config with ``report_at_end: true`` (e.g. ``demo``)
-  then writes its report and prints the comparison table and the report's paths.
+  then writes its report and prints the comparison table and the report's paths; ``+sweep=tune``
+(``tune.write_recipe``) writes the best trial's recipe for ``recipe=tuned`` (:mod:`hashee.runs.recipe`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Iterable
 from omegaconf import DictConfig, OmegaConf
 
 from hashee.core.errors import ConfigError
+from hashee.runs.recipe import write_tuned_recipe
 
 SWEEP_LOG = "sweep_log.jsonl"
 SWEEP_START = ".sweep_start"
@@ -205,6 +207,16 @@ class SweepCallback(Callback):
                 print(f"  failed {entry.get('job')}: {entry.get('error')}")
         if config.get("report_at_end"):
             print_report(sweep_dir)
+        if (config.get("tune") or {}).get("write_recipe"):
+            write_recipe(sweep_dir, config)
+
+
+def write_recipe(sweep_dir: Path, config: DictConfig) -> None:
+    """``+sweep=tune``: write the best trial's recipe (on validation) where ``recipe=tuned`` finds it."""
+    choices = OmegaConf.select(config, "hydra.runtime.choices") or {}
+    command = "hashee-bench -m " + " ".join(OmegaConf.select(config, "hydra.overrides.task") or [])
+    path = write_tuned_recipe(sweep_dir, choices, command, config.tune.get("recipe_dir"))
+    print(f"tuned recipe: {path} (use it with recipe=tuned)" if path else "tuned recipe: no complete trial")
 
 
 def print_report(sweep_dir: Path) -> None:

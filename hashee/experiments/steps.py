@@ -3,6 +3,7 @@ and end of a run's ``results.json``."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -16,9 +17,12 @@ from hashee.core.errors import HasheeError
 from hashee.data.classification import TaskDataModule
 from hashee.runs.identity import config_fingerprint
 from hashee.runs.logger import log_summary
+from hashee.runs.recipe import describe, used_recipe
 from hashee.runs.results import package_versions, write_results
 from hashee.runs.summary import print_summary
 from hashee.tasks.spec import TaskSpec
+
+log = logging.getLogger(__name__)
 
 
 def cache_dir(cfg: DictConfig) -> str:
@@ -40,6 +44,9 @@ def instantiate_method(method_cfg: Any, **kwargs: Any) -> Any:
     ``seq2seq_target`` (the class a method uses on generation tasks) is not an argument."""
     method = OmegaConf.to_container(method_cfg, resolve=True) if isinstance(method_cfg, DictConfig) else dict(method_cfg)
     method.pop("seq2seq_target", None)
+    # config nodes (optim, generation) resolved here: detached from the root, their interpolations (the recipe) would not
+    kwargs = {key: OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+              for key, value in kwargs.items()}
     try:
         return hydra.utils.instantiate(method, _recursive_=False, **kwargs)
     except InstantiationException as exc:
@@ -59,7 +66,9 @@ def start_run(cfg: DictConfig, run_dir: Path, fingerprint: str | None, experimen
     if experiment:
         results["experiment"] = experiment
     results.update(seed=int(cfg.seed), run_dir=str(run_dir), config_fingerprint=fingerprint or config_fingerprint(cfg),
-                   config=OmegaConf.to_container(cfg, resolve=True), versions=package_versions())
+                   config=OmegaConf.to_container(cfg, resolve=True), versions=package_versions(),
+                   recipe=used_recipe(cfg))
+    log.info("recipe: %s", describe(results["recipe"]))
     write_results(run_dir, results, status="running")
     return results
 

@@ -9,6 +9,8 @@ from typing import Any, Mapping
 from rich.console import Console
 from rich.table import Table
 
+from hashee.runs.recipe import describe
+
 LOG_WIDTH = 200  # characters per line when stdout is not a terminal
 
 
@@ -32,4 +34,6 @@ def print_summary(results: Mapping[str, Any], console: Console | None = None) ->
         if key in cost:
             table.add_row(key, f"{cost[key]:.3f}")
     console.print(table)
+    if results.get("recipe"):
+        console.print(f"recipe: {describe(results['recipe'])}")
     console.print(f"results: {Path(results['run_dir']) / 'results.json'}")

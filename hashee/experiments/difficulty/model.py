@@ -19,7 +19,7 @@ import datasets
 import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
@@ -99,7 +99,8 @@ def run_difficulty_model(cfg: DictConfig, run_dir: Path, fingerprint: str | None
     splits = pool_splits(labels, exp)
     part_b = splits["predictor_train"] + splits["predictor_test"]
     encoded = {"train": pool.select(splits["a_train"]), "val": pool.select(splits["a_val"]), "test": pool.select(part_b)}
-    module = hydra.utils.instantiate(exp.multi_exit_method, spec=spec, backbone=backbone, optim=cfg.optim,
+    module = hydra.utils.instantiate(exp.multi_exit_method, spec=spec, backbone=backbone,
+                                     optim=OmegaConf.to_container(cfg.optim, resolve=True),
                                      _recursive_=False)
     logger = make_logger(cfg, run_dir, results["config"])
     results["multi_exit"] = {"method": str(exp.multi_exit_method.get("name", exp.multi_exit_method._target_)),
