@@ -200,7 +200,8 @@ def test_only_complete_results_are_skipped_by_a_sweep():
 
 
 @pytest.mark.parametrize("override", ["target_speedup=abc", "seed=abc", "data.batch_size=abc", "optim.lr=abc",
-                                      "trainer.max_epochs=abc", "hashee.depth=two", "seed=1.5"])
+                                      "trainer.max_epochs=abc", "hashee.depth=two", "seed=1.5",
+                                      "recipe.lr=abc", "recipe.epochs=2.5"])
 def test_numeric_knob_that_is_not_a_number_is_named(override):
     key, value = override.split("=")
     with pytest.raises(ConfigError, match=rf"^{key}={value}: not a (whole )?number$"):

@@ -39,6 +39,7 @@ _ABSENT = object()
 # Numeric knobs, checked before a run starts (a null is left to the code that reads the knob).
 NUMERIC_KNOBS: dict[str, type] = {
     "seed": int, "target_speedup": float,
+    "recipe.epochs": int, "recipe.lr": float, "recipe.batch_size": int, "recipe.warmup_ratio": float,
     "data.val_size": float, "data.val_limit": int, "data.train_limit": int, "data.test_limit": int,
     "data.max_length": int, "data.batch_size": int, "data.eval_batch_size": int,
     "optim.lr": float, "optim.weight_decay": float, "optim.warmup_ratio": float,
