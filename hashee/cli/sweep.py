@@ -8,7 +8,7 @@
   estimate of the time left, and prints how many jobs ran, were skipped and failed, with their
   error lines, when the sweep ends. A sweep config with ``report_at_end: true`` (e.g. ``demo``)
   then writes its report and prints the comparison table and the report's paths; ``+sweep=tune``
-(``tune.write_recipe``) writes the best trial's recipe for ``recipe=tuned`` (:mod:`hashee.runs.recipe`).
+  (``tune.write_recipe``) writes the best trial's recipe for ``recipe=tuned`` (:mod:`hashee.runs.recipe`).
 """
 
 from __future__ import annotations

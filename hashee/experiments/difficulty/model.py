@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import datasets
-import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
@@ -29,7 +28,7 @@ from hashee.data.classification import TaskDataModule
 from hashee.experiments.difficulty import predictors as P
 from hashee.experiments.difficulty.predictors import BASELINE, PredictorData, run_predictors
 from hashee.experiments.difficulty.scoring import fmt, log_to_wandb, score_predictors, split_positions
-from hashee.experiments.steps import build_data, finish_run, start_run
+from hashee.experiments.steps import build_data, finish_run, instantiate_method, start_run
 from hashee.experiments.training import train
 from hashee.runs.logger import make_logger
 from hashee.tasks.spec import TaskSpec
@@ -99,9 +98,7 @@ def run_difficulty_model(cfg: DictConfig, run_dir: Path, fingerprint: str | None
     splits = pool_splits(labels, exp)
     part_b = splits["predictor_train"] + splits["predictor_test"]
     encoded = {"train": pool.select(splits["a_train"]), "val": pool.select(splits["a_val"]), "test": pool.select(part_b)}
-    module = hydra.utils.instantiate(exp.multi_exit_method, spec=spec, backbone=backbone,
-                                     optim=OmegaConf.to_container(cfg.optim, resolve=True),
-                                     _recursive_=False)
+    module = instantiate_method(exp.multi_exit_method, spec=spec, backbone=backbone, optim=cfg.optim)
     logger = make_logger(cfg, run_dir, results["config"])
     results["multi_exit"] = {"method": str(exp.multi_exit_method.get("name", exp.multi_exit_method._target_)),
                              "train": train(cfg, module, datamodule_with(base, encoded), run_dir, logger)}
