@@ -173,6 +173,27 @@ def test_generation_with_every_token_at_the_last_layer_equals_no_exits(bert2bert
     assert hashed.flops == pytest.approx(plain.flops_full) and plain.flops == pytest.approx(plain.flops_full)
 
 
+def test_forced_replay_without_exits_runs_the_same_decoding_steps(bert2bert):
+    """The timing reference: a method's tokens replayed at full depth take the same steps, with the same
+    rows alive at each, as the generation with exits (the work flops_full counts), and emit those tokens."""
+    backbone, net = bert2bert
+    batch = text_batch(backbone)
+    cost = Seq2SeqCost.from_network(net)
+    table = torch.randint(1, 4, (net.vocab_size + 1,), generator=torch.Generator().manual_seed(6))
+    hash_ = TokenHash("random", 3, table, {})
+    source_exits = hash_.exit_layers(batch["input_ids"], batch["attention_mask"])
+    forced = [list(range(2000, 2000 + n)) for n in (2, 7, 0, 4, 1, 5, 3, 6)]  # rows finish at different steps
+    hashed = generate(net, cost, batch, source_exits, hash_.token_layers, (3, 3), 7, forced=forced)
+    replay = generate(net, cost, batch, None, None, (3, 3), 7, forced=forced)
+    assert hashed.tokens == replay.tokens == forced
+    assert hashed.generated_tokens == replay.generated_tokens == sum(min(len(f) + 1, 7) for f in forced)
+    assert replay.flops == pytest.approx(hashed.flops_full) and hashed.flops < hashed.flops_full
+    free = generate(net, cost, batch, None, None, (3, 3), 7)
+    assert generate(net, cost, batch, None, None, (3, 3), 7, forced=free.tokens).tokens == free.tokens
+    with pytest.raises(ValueError, match="greedy"):
+        generate(net, cost, batch, None, None, (3, 3), 7, num_beams=2, forced=free.tokens)
+
+
 def test_beam_search_finds_a_sequence_at_least_as_likely_as_greedy(bert2bert):
     backbone, net = bert2bert
     batch = text_batch(backbone, REAL_TEXT[:2], TARGETS[:2])
@@ -256,6 +277,9 @@ def test_generation_runs_end_to_end_with_hashee_and_full(run_tiny, tmp_path):
     # measured, not just named: both timings ran and the speed-up is a positive finite number
     assert cost["time_s"] > 0 and cost["time_full_s"] > 0 and cost["generated_tokens"] > 0
     assert isinstance(cost["measured_speedup"], float) and 0 < cost["measured_speedup"] < float("inf")
+    # greedy: the clock's reference replays the method's own tokens (the same steps as flops_full)
+    assert cost["timing_reference"] == "same_steps" and cost["generated_tokens_full"] == cost["generated_tokens"]
+    assert cost["measured_speedup"] == pytest.approx(cost["measured_speedup_total_time"])
     assert all(0 <= value <= 1 for value in saved["metrics"].values())
     prepared = saved["method_info"]["prepare"]
     assert prepared["layer_target_speedup"] > 1.2 and prepared["source_hash"]["name"] == "frequency"

@@ -8,16 +8,20 @@ Cost block (METHODS.md sections 3 and 6), on the reported split:
 - ``flops`` / ``flops_full``: analytic FLOPs of the method's generation, and of the same decoding
   steps with every token at every layer (so the ratio compares equal work);
 - ``generated_tokens`` and FLOPs per generated token for both;
-- ``time_s`` / ``time_full_s``: wall-clock of generating the split with the exits and with the same
-  weights without exits (interleaved, best of ``eval.timing_repeats``); the two can generate
-  different lengths, so ``measured_speedup`` compares time per generated token.
+- ``time_s`` / ``time_full_s``: wall-clock of generating the split with the exits, and of the same
+  decoding steps without exits (interleaved, best of ``eval.timing_repeats``): with greedy decoding the
+  reference replays the method's own tokens at full depth (forced decoding), so both clocks run the same
+  steps with the same rows alive, the work ``flops_full`` counts (``timing_reference: same_steps``). Beam
+  search has no replay: its reference is the same weights generating without exits
+  (``timing_reference: free``), which can generate different lengths, so ``measured_speedup`` compares
+  time per generated token (``measured_speedup_total_time``: whole-split times).
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -46,28 +50,33 @@ def build_module(cfg: DictConfig, spec: GenerationSpec, backbone: Any) -> Seq2Se
 
 
 def generate_split(module: Seq2SeqModule, batches: list[Mapping[str, torch.Tensor]], exits: bool = True) -> dict[str, Any]:
-    """Generate every batch; predictions in dataset order, FLOPs and generated-token counts."""
+    """Generate every batch; predictions in dataset order, FLOPs, generated-token counts and each batch's
+    generated tokens (``batch_tokens``, what a timing replay forces)."""
     predictions: dict[int, str] = {}
+    batch_tokens: list[list[list[int]]] = []
     flops = flops_full = 0.0
     produced = 0
     with torch.inference_mode():
         for batch in batches:
             out = module.generate(batch, exits=exits)
+            batch_tokens.append(out.tokens)
             for index, tokens in zip(batch["index"].tolist(), out.tokens):
                 predictions[index] = module.decode_text(tokens)
             flops, flops_full, produced = flops + out.flops, flops_full + out.flops_full, produced + out.generated_tokens
     return {"predictions": [predictions[i] for i in sorted(predictions)], "flops": flops, "flops_full": flops_full,
-            "generated_tokens": produced}
+            "generated_tokens": produced, "batch_tokens": batch_tokens}
 
 
-def time_generation(module: Seq2SeqModule, batches: list[Mapping[str, torch.Tensor]], exits: bool,
-                    warmup: int) -> tuple[float, int]:
-    """Seconds and generated tokens of generating every batch, after ``warmup`` untimed batches."""
+def time_generation(module: Seq2SeqModule, batches: list[Mapping[str, torch.Tensor]], exits: bool, warmup: int,
+                    forced: Sequence[Sequence[Sequence[int]]] | None = None) -> tuple[float, int]:
+    """Seconds and generated tokens of generating every batch, after ``warmup`` untimed batches;
+    ``forced``: per batch, the tokens each row must emit (a replay of the same decoding steps)."""
+    pick = (lambda i: None) if forced is None else (lambda i: forced[i])  # noqa: E731
     with torch.inference_mode():
-        for batch in batches[:warmup]:
-            module.generate(batch, exits=exits)
+        for i, batch in enumerate(batches[:warmup]):
+            module.generate(batch, exits=exits, forced=pick(i))
         start = time.perf_counter()
-        produced = sum(module.generate(batch, exits=exits).generated_tokens for batch in batches)
+        produced = sum(module.generate(batch, exits=exits, forced=pick(i)).generated_tokens for i, batch in enumerate(batches))
         return time.perf_counter() - start, produced
 
 
@@ -81,12 +90,15 @@ def generation_cost(module: Seq2SeqModule, test: Mapping[str, Any], batches: lis
         "examples": len(test["predictions"]), "num_beams": int(cfg.generation.num_beams),
     }
     if cfg.eval.timing:
+        replay = int(cfg.generation.num_beams) <= 1  # greedy: the reference replays the method's tokens
+        forced = {True: None, False: test["batch_tokens"] if replay else None}
         runs: dict[bool, list[tuple[float, int]]] = {True: [], False: []}
         for _ in range(max(1, int(cfg.eval.timing_repeats))):  # interleaved: a slow phase hits both
             for exits in (False, True):
-                runs[exits].append(time_generation(module, batches, exits, int(cfg.eval.warmup_batches)))
+                runs[exits].append(time_generation(module, batches, exits, int(cfg.eval.warmup_batches), forced[exits]))
         (time_s, produced), (time_full_s, produced_full) = min(runs[True]), min(runs[False])
-        block.update(time_s=time_s, time_full_s=time_full_s, generated_tokens_full=produced_full,
+        block.update(timing_reference="same_steps" if replay else "free",
+                     time_s=time_s, time_full_s=time_full_s, generated_tokens_full=produced_full,
                      time_per_token_s=time_s / max(1, produced), time_full_per_token_s=time_full_s / max(1, produced_full))
         block["measured_speedup"] = block["time_full_per_token_s"] / block["time_per_token_s"]
         block["measured_speedup_total_time"] = time_full_s / time_s

@@ -9,7 +9,7 @@ computed once after training and reported next to the test ROUGE.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -67,15 +67,17 @@ class Seq2SeqModule(pl.LightningModule):
         """Teacher-forced logits ``[B, T, V]`` with the method's exits."""
         return self.net(batch, self.source_exits(batch), self.target_exits(batch), self.depths)
 
-    def generate(self, batch: Mapping[str, torch.Tensor], exits: bool = True) -> Generated:
-        """Generate for a batch with the method's exits (``exits=False``: the same weights, no exits)."""
+    def generate(self, batch: Mapping[str, torch.Tensor], exits: bool = True,
+                 forced: Sequence[Sequence[int]] | None = None) -> Generated:
+        """Generate for a batch with the method's exits (``exits=False``: the same weights, no exits);
+        ``forced``: emit these tokens per row instead of the argmax (greedy replay, for timing)."""
         settings = self.generation
         if exits:
             source, target, depths = self.source_exits(batch), self.target_layers(), self.depths
         else:
             source, target, depths = None, None, (self.net.encoder_layers, self.net.decoder_layers)
         return generate(self.net, self.cost, batch, source, target, depths, int(settings["max_new_tokens"]),
-                        int(settings.get("num_beams", 1)), float(settings.get("length_penalty", 1.0)))
+                        int(settings.get("num_beams", 1)), float(settings.get("length_penalty", 1.0)), forced)
 
     def decode_text(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()

@@ -1,10 +1,15 @@
 """Generation with token exits: greedy and beam search, and what each decoding step cost (FLOPs:
-:mod:`hashee.seq2seq.cost`)."""
+:mod:`hashee.seq2seq.cost`).
+
+Greedy decoding can also be *forced* to emit given tokens (``forced``): the same decoding steps as the
+generation that produced them, every step computed as usual (the argmax too), only the choice replaced.
+Timing replays a method's own output this way without exits, so the wall-clock reference runs the
+same steps, with the same rows alive at each, as the FLOPs reference (``flops_full``) counts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -26,8 +31,14 @@ class Generated:
 
 def generate(net: Seq2SeqNetwork, cost: Seq2SeqCost, batch: Mapping[str, torch.Tensor],
              source_exits: torch.Tensor | None, target_layers: TargetLayers | None, depths: tuple[int, int],
-             max_new_tokens: int, num_beams: int = 1, length_penalty: float = 1.0) -> Generated:
-    """Greedy (``num_beams=1``) or beam-search generation with the given exits (None: no exits)."""
+             max_new_tokens: int, num_beams: int = 1, length_penalty: float = 1.0,
+             forced: Sequence[Sequence[int]] | None = None) -> Generated:
+    """Greedy (``num_beams=1``) or beam-search generation with the given exits (None: no exits).
+
+    ``forced`` (greedy only): per row, the tokens to emit (the end token after them, unless there are
+    ``max_new_tokens``) instead of the argmax."""
+    if forced is not None and num_beams > 1:
+        raise ValueError("forced decoding replays greedy generation only (num_beams=1)")
     mask = batch["attention_mask"]
     encoder_depth, decoder_depth = depths
     encoded = net.encode(batch["input_ids"], mask, source_exits, encoder_depth)
@@ -36,8 +47,11 @@ def generate(net: Seq2SeqNetwork, cost: Seq2SeqCost, batch: Mapping[str, torch.T
     flops = cost.encoder_flops(lengths, source_exits, encoder_depth) + cost.memory_flops(lengths, decoder_depth)
     flops_full = cost.encoder_flops(lengths, None, cost.encoder_layers) + cost.memory_flops(lengths, cost.decoder_layers)
     state = net.start_state(memory, max_new_tokens, decoder_depth)
-    search = _greedy if num_beams <= 1 else _beam_search
-    tokens, step_costs, produced = search(net, state, target_layers, decoder_depth, max_new_tokens, num_beams, length_penalty)
+    if num_beams <= 1:
+        tokens, step_costs, produced = _greedy(net, state, target_layers, decoder_depth, max_new_tokens, forced)
+    else:
+        tokens, step_costs, produced = _beam_search(net, state, target_layers, decoder_depth, max_new_tokens, num_beams,
+                                                    length_penalty)
     flops += sum(cost.step_flops(c) for c in step_costs)
     flops_full += sum(cost.step_flops(c, full=True) for c in step_costs)
     return Generated(tokens, flops, flops_full, produced)
@@ -47,9 +61,15 @@ def _exits_for(target_layers: TargetLayers | None, inputs: torch.Tensor) -> torc
     return None if target_layers is None else target_layers(inputs)
 
 
+def _forced_choice(forced: Sequence[Sequence[int]], alive: torch.Tensor, step: int, eos_id: int) -> torch.Tensor:
+    """Each live row's forced token at ``step`` (the end token once its tokens are used up)."""
+    return torch.tensor([forced[row][step] if step < len(forced[row]) else eos_id for row in alive.tolist()],
+                        dtype=torch.long, device=alive.device)
+
+
 def _greedy(net: Seq2SeqNetwork, state: DecoderState, target_layers: TargetLayers | None, depth: int,
-            max_new_tokens: int, num_beams: int, length_penalty: float) -> tuple[list[list[int]], list[StepCost], int]:
-    """Argmax decoding; a row that produces the end token leaves the batch (its compute stops)."""
+            max_new_tokens: int, forced: Sequence[Sequence[int]] | None = None) -> tuple[list[list[int]], list[StepCost], int]:
+    """Argmax decoding (or ``forced`` tokens); a row that produces the end token leaves the batch (its compute stops)."""
     batch = state.memory.mask.shape[0]
     device = state.memory.mask.device
     alive = torch.arange(batch, device=device)
@@ -57,10 +77,12 @@ def _greedy(net: Seq2SeqNetwork, state: DecoderState, target_layers: TargetLayer
     out: list[list[int]] = [[] for _ in range(batch)]
     costs: list[StepCost] = []
     produced = 0
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         logits, step_cost = net.step(state, inputs, _exits_for(target_layers, inputs), depth)
         costs.append(step_cost)
         chosen = logits.argmax(dim=-1)
+        if forced is not None:
+            chosen = _forced_choice(forced, alive, step, net.eos_id)
         produced += int(chosen.numel())
         for row, token in zip(alive.tolist(), chosen.tolist()):
             if token != net.eos_id:
