@@ -20,7 +20,9 @@ spec = TaskSpec.from_config(cfg.task)
 backbone = load_backbone(cfg.backbone)
 dm = build_data(cfg, spec, backbone.tokenizer, backbone.source)
 module = instantiate_method(cfg.method, spec=spec, backbone=backbone, optim=cfg.optim)
-path = sys.argv[1] if len(sys.argv) > 1 else str(trained_model_file(cfg))
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
+train_heads = "--train-heads" in sys.argv  # only the trained heads' Spearman / MSE on the train split
+path = args[0] if args else str(trained_model_file(cfg))
 
 def features(split):
     dl = dm._loader(split, 64, shuffle=False)
@@ -59,7 +61,13 @@ def probe(name):
     return out
 
 res = {}
+if train_heads:
+    load_trained_model(__import__("pathlib").Path(path), module)
+    tr = features("train")
+    for i in range(6):
+        print("train head", i + 1, spearmanr(tr[2][i], tr[3])[0], float(((tr[2][i] - tr[3]) ** 2).mean()), flush=True)
+    sys.exit(0)
 res["pretrained"] = probe("pretrained")
 load_trained_model(__import__("pathlib").Path(path), module)
 res["pabee_trained"] = probe("pabee")
-json.dump(res, open("/tmp/probe/pabee_stsb.json", "w"), indent=1)
+json.dump(res, open("pabee_stsb.json", "w"), indent=1)
