@@ -71,12 +71,12 @@ def time_generation(module: Seq2SeqModule, batches: list[Mapping[str, torch.Tens
                     forced: Sequence[Sequence[Sequence[int]]] | None = None) -> tuple[float, int]:
     """Seconds and generated tokens of generating every batch, after ``warmup`` untimed batches;
     ``forced``: per batch, the tokens each row must emit (a replay of the same decoding steps)."""
-    pick = (lambda i: None) if forced is None else (lambda i: forced[i])  # noqa: E731
+    plan = list(zip(batches, forced if forced is not None else [None] * len(batches)))
     with torch.inference_mode():
-        for i, batch in enumerate(batches[:warmup]):
-            module.generate(batch, exits=exits, forced=pick(i))
+        for batch, tokens in plan[:warmup]:
+            module.generate(batch, exits=exits, forced=tokens)
         start = time.perf_counter()
-        produced = sum(module.generate(batch, exits=exits, forced=pick(i)).generated_tokens for i, batch in enumerate(batches))
+        produced = sum(module.generate(batch, exits=exits, forced=tokens).generated_tokens for batch, tokens in plan)
         return time.perf_counter() - start, produced
 
 
