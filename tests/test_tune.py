@@ -37,3 +37,51 @@ def test_the_tune_sweep_maximises_the_validation_metric(tmp_path):
     assert written["kind"] == "tuned" and f"{best:.4f}" in written["source"]
     assert {k: written[k] for k in ("epochs", "lr", "batch_size", "warmup_ratio")} == pytest.approx(
         {k: best_trial["recipe"][k] for k in ("epochs", "lr", "batch_size", "warmup_ratio")})
+    # trial 0 is the task's default recipe (rotten_tomatoes: lr 5e-5, warmup 0.1), even with lr's range overridden
+    assert any(t["recipe"]["lr"] == pytest.approx(5e-5) and t["recipe"]["warmup_ratio"] == pytest.approx(0.1)
+               for t in trials), [t["recipe"] for t in trials]
+
+
+def _tune_space():
+    from optuna.distributions import CategoricalDistribution, IntUniformDistribution, LogUniformDistribution
+
+    return {"recipe.lr": LogUniformDistribution(1e-5, 1e-4), "recipe.epochs": IntUniformDistribution(2, 5),
+            "recipe.warmup_ratio": CategoricalDistribution([0.0, 0.06, 0.1])}
+
+
+def _proposals(sampler, n):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    proposed = []
+    for k in range(n):
+        trial = study.ask()
+        proposed.append({name: trial._suggest(name, dist) for name, dist in _tune_space().items()})
+        study.tell(trial, 0.5 + 0.01 * k)
+    return proposed
+
+
+def test_default_first_sampler_runs_the_default_then_what_the_base_would_have():
+    """Trial 0 is the starting recipe; trial k + 1 is the wrapped sampler's trial k (so resumed sweeps line up)."""
+    from optuna.samplers import TPESampler
+
+    from hashee.runs.sampler import DefaultFirstSampler
+
+    first = {"recipe.lr": "5e-5", "recipe.epochs": 5, "recipe.warmup_ratio": 0.1}
+    wrapped = _proposals(DefaultFirstSampler(TPESampler(seed=0), first), 4)
+    plain = _proposals(TPESampler(seed=0), 3)
+    assert wrapped[0] == {"recipe.lr": pytest.approx(5e-5), "recipe.epochs": 5, "recipe.warmup_ratio": 0.1}
+    assert isinstance(wrapped[0]["recipe.epochs"], int)
+    assert wrapped[1:] == plain and wrapped[1] != wrapped[0]
+
+
+def test_a_default_outside_the_search_space_stops_with_one_line():
+    from optuna.samplers import TPESampler
+
+    from hashee.core.errors import ConfigError
+    from hashee.runs.sampler import DefaultFirstSampler
+
+    sampler = DefaultFirstSampler(TPESampler(seed=0), {"recipe.lr": 2e-4, "recipe.epochs": 6, "recipe.warmup_ratio": 0.1})
+    with pytest.raises(ConfigError, match=r"recipe.lr=0.0002 is outside its search space.*hydra.sweeper.params.recipe.lr"):
+        _proposals(sampler, 1)

@@ -20,10 +20,12 @@ import signal
 import sys
 import threading
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -122,6 +124,28 @@ def sweeper_objective(results: dict) -> float | None:
     """What a sweeper optimises: the validation primary metric, never the reported split's."""
     value = results.get("val_primary")
     return None if value is None else float(value)
+
+
+def register_tune_sampler() -> None:
+    """``hydra/sweeper/sampler=default_first`` (conf/sweep/tune.yaml: trial 0 is the starting recipe, see
+    :mod:`hashee.runs.sampler`), when the ``tune`` extra is installed. The Optuna sweeper types its sampler
+    node, so the node's keys are declared here as its config class's subclass."""
+    try:
+        from hydra_plugins.hydra_optuna_sweeper.config import SamplerConfig
+    except ImportError:
+        return
+
+    @dataclass
+    class DefaultFirstSamplerConfig(SamplerConfig):
+        _target_: str = "hashee.runs.sampler.DefaultFirstSampler"
+        base: Any = field(default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": 0})
+        first: dict[str, Any] = field(default_factory=dict)
+
+    ConfigStore.instance().store(group="hydra/sweeper/sampler", name="default_first", node=DefaultFirstSamplerConfig,
+                                 provider="hashee-bench")
+
+
+register_tune_sampler()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://hashee_conf", config_name="config")
