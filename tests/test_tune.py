@@ -85,3 +85,15 @@ def test_a_default_outside_the_search_space_stops_with_one_line():
     sampler = DefaultFirstSampler(TPESampler(seed=0), {"recipe.lr": 2e-4, "recipe.epochs": 6, "recipe.warmup_ratio": 0.1})
     with pytest.raises(ConfigError, match=r"recipe.lr=0.0002 is outside its search space.*hydra.sweeper.params.recipe.lr"):
         _proposals(sampler, 1)
+
+
+def test_the_tune_sweep_stops_with_one_line_when_the_default_is_outside_the_search_space(tmp_path):
+    """bbc_headlines' recipe (lr 2e-4) is outside the shipped lr range: one line, before any training."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HASHEE_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "hashee.cli", "-m", "+sweep=tune", "task=bbc_headlines", "hydra.sweeper.n_trials=1",
+           f"tune.recipe_dir={tmp_path / 'recipes'}", f"hydra.sweep.dir={tmp_path / 'tune'}", *TINY]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if "outside its search space" in line]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert not list((tmp_path / "tune").rglob("results.json"))

@@ -14,14 +14,19 @@ import math
 from typing import Any, Mapping
 
 import optuna
+from hydra.errors import CompactHydraException
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler
 
 from hashee.core.errors import ConfigError
 
 
+class SearchSpaceError(ConfigError, CompactHydraException):
+    """A starting recipe outside the search space; Hydra prints a CompactHydraException as its one line."""
+
+
 def _inside(name: str, value: Any, distribution: BaseDistribution) -> Any:
-    """``value`` as the distribution's type, or ConfigError (one line) when the search space excludes it."""
+    """``value`` as the distribution's type, or :class:`SearchSpaceError` when the search space excludes it."""
     if isinstance(distribution, CategoricalDistribution):
         for choice in distribution.choices:
             same = choice == value or (isinstance(choice, (int, float)) and not isinstance(choice, bool)
@@ -32,8 +37,8 @@ def _inside(name: str, value: Any, distribution: BaseDistribution) -> Any:
         cast = int(value) if type(distribution).__name__.startswith("Int") else float(value)
         if distribution._contains(distribution.to_internal_repr(cast)):
             return cast
-    raise ConfigError(f"+sweep=tune: the starting recipe's {name}={value} is outside its search space {distribution}; "
-                      f"widen hydra.sweeper.params.{name} or set hydra.sweeper.sampler.first.{name}")
+    raise SearchSpaceError(f"+sweep=tune: the starting recipe's {name}={value} is outside its search space {distribution}; "
+                      f"widen hydra.sweeper.params.{name} to include it")
 
 
 class DefaultFirstSampler(BaseSampler):
