@@ -40,6 +40,11 @@ def test_bad_sweep_values_are_refused(overrides, message):
         validate_sweep(swept_values(overrides), OPTIONS, depth=6)
 
 
+def test_an_interval_search_space_is_sampled_not_enumerated():
+    values = swept_values(["recipe.lr=tag(log, interval(1e-5, 1e-4))", "recipe.epochs=range(2, 5)", "method=full"])
+    assert "recipe.lr" not in values and values["recipe.epochs"] == [2, 3, 4] and values["method"] == ["full"]
+
+
 def test_good_sweep_passes():
     validate_sweep(swept_values(["method=full,hashee", "target_speedup=1.5,6", "task=sst2"]), OPTIONS, depth=6)
 
@@ -138,3 +143,29 @@ def test_smoke_sweep_runs_on_a_local_ray(tmp_path):
     summary = [line for line in proc.stdout.splitlines() if line.startswith("sweep ")][-1]
     assert "8 ran, 0 skipped, 0 failed" in summary  # the whole smoke sweep: 4 methods x 2 target speed-ups
     assert len(_complete(tmp_path / "sweep")) == 8
+
+
+SHIPPED_SWEEPS = sorted(p.stem for p in (Path(__file__).parents[1] / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED_SWEEPS)
+def test_every_shipped_sweep_composes_and_its_axes_are_valid(name):
+    """Each sweeps/<name>.yaml composes with the root config, and its axes pass the checks a multirun starts with."""
+    from hydra import compose, initialize_config_module
+
+    from hashee.cli.sweep import _group_options, _sweeper_param_overrides
+
+    if name == "tune":
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the `tune` extra is not installed")
+        import hashee.cli.hashee_bench  # noqa: F401 - registers hydra/sweeper/sampler=default_first, as the CLI does
+    with initialize_config_module(config_module="hashee_conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"+sweep={name}"], return_hydra_config=True)
+        overrides = _sweeper_param_overrides(cfg)
+        assert overrides, f"sweep {name} sweeps nothing"
+        validate_sweep(swept_values(overrides), _group_options(), depth=6)
+
+
+def test_the_depth_sweep_gives_both_backbones_one_budget():
+    cfg = compose_config(["+sweep=depth"])
+    assert cfg.data.train_limit == 4000 and cfg.trainer.max_epochs == 2 and cfg.task.name == "sst2"
+    assert cfg.optim.lr == cfg.task.recipe.lr

@@ -26,6 +26,8 @@ def test_the_tune_sweep_maximises_the_validation_metric(tmp_path):
            f"hydra.sweep.dir={sweep_dir}", *TINY]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "SweepCallback.on_multirun_start raised" not in done.stderr  # the up-front checks ran (Hydra only warns)
+    assert "[sweep] job 1/2" in done.stdout, done.stdout[-2000:]
     best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())["best_value"]
     trials = [json.loads(p.read_text()) for p in sweep_dir.rglob("results.json")]
     assert len(trials) == 2 and all(t["status"] == "complete" for t in trials)

@@ -80,14 +80,18 @@ def _minutes(seconds: float) -> str:
 
 
 def swept_values(overrides: Iterable[str]) -> dict[str, list[Any]]:
-    """Every key of the command-line/sweeper overrides with all the values it will take."""
+    """Every key of the command-line/sweeper overrides with all the values it will take (intervals left out)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
     values: dict[str, list[Any]] = {}
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.key_or_group
         if override.is_sweep_override():
-            values[key] = [v for v in override.sweep_iterator()]
+            try:
+                values[key] = [v for v in override.sweep_iterator()]
+            except HydraException:  # an interval (an Optuna search space): the sweeper samples it, nobody enumerates it
+                continue
         elif not override.is_delete():
             values[key] = [override.value()]
     return values
@@ -182,7 +186,9 @@ class SweepCallback(Callback):
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / SWEEP_START).write_text(json.dumps({"start": time.time(), "total": job_count(values)}))
+        trials = OmegaConf.select(config, "hydra.sweeper.n_trials")  # a sampling sweeper (Optuna) runs n_trials jobs
+        total = int(trials) if trials is not None else job_count(values)
+        (sweep_dir / SWEEP_START).write_text(json.dumps({"start": time.time(), "total": total}))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """One line a person can follow: which job of how many, and about how long the sweep has left."""
