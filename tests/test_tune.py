@@ -37,6 +37,8 @@ def test_the_tune_sweep_maximises_the_validation_metric(tmp_path):
     written = yaml.safe_load((recipes / "tiny" / "rotten_tomatoes" / "full.yaml").read_text())
     best_trial = max(trials, key=lambda t: t["val_primary"])
     assert written["kind"] == "tuned" and f"{best:.4f}" in written["source"]
+    header = (recipes / "tiny" / "rotten_tomatoes" / "full.yaml").read_text().splitlines()[1]
+    assert "hydra.sweeper.n_trials=2" in header and "+sweep=tune" in header, header
     assert {k: written[k] for k in ("epochs", "lr", "batch_size", "warmup_ratio")} == pytest.approx(
         {k: best_trial["recipe"][k] for k in ("epochs", "lr", "batch_size", "warmup_ratio")})
     # trial 0 is the task's default recipe (rotten_tomatoes: lr 5e-5, warmup 0.1), even with lr's range overridden

@@ -218,9 +218,11 @@ class SweepCallback(Callback):
 
 
 def write_recipe(sweep_dir: Path, config: DictConfig) -> None:
-    """``+sweep=tune``: write the best trial's recipe (on validation) where ``recipe=tuned`` finds it."""
+    """``+sweep=tune``: write the best trial's recipe (on validation) where ``recipe=tuned`` finds it, with the
+    command that found it (the search budget and space overrides included)."""
     choices = OmegaConf.select(config, "hydra.runtime.choices") or {}
-    command = "hashee-bench -m " + " ".join(OmegaConf.select(config, "hydra.overrides.task") or [])
+    search = [o for o in OmegaConf.select(config, "hydra.overrides.hydra") or [] if o.startswith("hydra.sweeper.")]
+    command = "hashee-bench -m " + " ".join([*(OmegaConf.select(config, "hydra.overrides.task") or []), *search])
     path = write_tuned_recipe(sweep_dir, choices, command, config.tune.get("recipe_dir"))
     print(f"tuned recipe: {path} (use it with recipe=tuned)" if path else "tuned recipe: no complete trial")
 
