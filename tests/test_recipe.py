@@ -73,3 +73,18 @@ def test_the_best_trial_is_the_best_on_validation_and_ties_follow_the_sweepers_r
     assert best_trial(trials, record) is trials[1]  # no record: the first of the best on validation
     record.write_text(yaml.safe_dump({"best_params": {"recipe.lr": 3e-5, "recipe.epochs": 4}, "best_value": 0.8}))
     assert best_trial(trials, record) is trials[2]
+
+
+COMMITTED_TUNED = sorted((Path(__file__).parents[1] / "conf" / "recipes" / "tuned").glob("*/*/*.yaml"))
+
+
+@pytest.mark.parametrize("path", COMMITTED_TUNED, ids=lambda p: "/".join(p.parts[-3:]))
+def test_every_committed_tuned_recipe_loads_and_says_how_it_was_found(path):
+    backbone, task, method = path.parts[-3], path.parts[-2], path.stem
+    header = path.read_text().splitlines()[:3]
+    assert header[1].startswith("# Found by: hashee-bench -m ") and "+sweep=tune" in header[1], header
+    cfg = compose_config([f"backbone={backbone}", f"task={task}", f"method={method}", "recipe=tuned"])
+    check_recipe(cfg, {})
+    recipe = yaml.safe_load(path.read_text())
+    assert used_recipe(cfg)["kind"] == "tuned" and cfg.trainer.max_epochs == recipe["epochs"]
+    assert float(cfg.optim.lr) == pytest.approx(float(recipe["lr"]))
