@@ -16,15 +16,19 @@ TINY = ["backbone=tiny", "logger=none", "progress_bar=false", "data.train_limit=
         "data.test_limit=64", "data.max_length=48", "eval.timing=false"]
 
 
+def _tune(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
+    """``hashee-bench -m +sweep=tune`` on the tiny backbone, sweep in ``tmp_path/tune``, recipes in ``tmp_path/recipes``."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HASHEE_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "hashee.cli", "-m", "+sweep=tune", f"tune.recipe_dir={tmp_path / 'recipes'}",
+           f"hydra.sweep.dir={tmp_path / 'tune'}", *TINY, *overrides]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
 def test_the_tune_sweep_maximises_the_validation_metric(tmp_path):
     """`+sweep=tune` (Optuna, seeded TPE) with 2 trials: its best value is a validation metric."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HASHEE_CACHE": str(tmp_path / "cache")}
     sweep_dir = tmp_path / "tune"
     recipes = tmp_path / "recipes"
-    cmd = [sys.executable, "-m", "hashee.cli", "-m", "+sweep=tune", "hydra.sweeper.n_trials=2",
-           "recipe.lr=interval(1e-5,1e-3)", "recipe.epochs=1", f"tune.recipe_dir={recipes}",
-           f"hydra.sweep.dir={sweep_dir}", *TINY]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    done = _tune(tmp_path, "hydra.sweeper.n_trials=2", "recipe.lr=interval(1e-5,1e-3)", "recipe.epochs=1")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "SweepCallback.on_multirun_start raised" not in done.stderr  # the up-front checks ran (Hydra only warns)
     assert "[sweep] job 1/2" in done.stdout, done.stdout[-2000:]
@@ -80,7 +84,7 @@ def test_default_first_sampler_runs_the_default_then_what_the_base_would_have():
     assert wrapped[1:] == plain and wrapped[1] != wrapped[0]
 
 
-def test_a_default_outside_the_search_space_stops_with_one_line():
+def test_a_default_outside_the_search_space_is_refused():
     from optuna.samplers import TPESampler
 
     from hashee.core.errors import ConfigError
@@ -93,10 +97,7 @@ def test_a_default_outside_the_search_space_stops_with_one_line():
 
 def test_the_tune_sweep_stops_with_one_line_when_the_default_is_outside_the_search_space(tmp_path):
     """bbc_headlines' recipe (lr 2e-4) is outside the shipped lr range: one line, before any training."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HASHEE_CACHE": str(tmp_path / "cache")}
-    cmd = [sys.executable, "-m", "hashee.cli", "-m", "+sweep=tune", "task=bbc_headlines", "hydra.sweeper.n_trials=1",
-           f"tune.recipe_dir={tmp_path / 'recipes'}", f"hydra.sweep.dir={tmp_path / 'tune'}", *TINY]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    done = _tune(tmp_path, "task=bbc_headlines", "hydra.sweeper.n_trials=1")
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if "outside its search space" in line]
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]

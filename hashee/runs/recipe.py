@@ -28,7 +28,8 @@ MISSING_TUNED = "tuned-missing"  # conf/recipe/tuned.yaml's source until a tuned
 TUNED_PARTS = ("backbone", "task", "method")  # a tuned recipe's file: <backbone>/<task>/<method>.yaml
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as numbers (to 1e-9 relative), else equal: ``5e-5`` written as text or float is the same lr."""
     try:
         return math.isclose(float(a), float(b), rel_tol=1e-9)
     except (TypeError, ValueError):
@@ -42,7 +43,7 @@ def used_recipe(cfg: DictConfig) -> dict[str, Any]:
     kind = str(recipe.get("kind", "default"))
     reference = cfg.task.get("recipe") if kind == "default" else recipe  # the recipe as its source states it
     reference = reference or {}
-    overridden = [key for key in RECIPE_KEYS if key in reference and not _same(reference[key], used[key])]
+    overridden = [key for key in RECIPE_KEYS if key in reference and not same_value(reference[key], used[key])]
     return {**used, "kind": kind, "source": str(recipe.get("source", "none (no recipe node)")), "overridden": overridden}
 
 
@@ -90,7 +91,7 @@ def best_trial(trials: list[dict[str, Any]], optuna_record: Path) -> dict[str, A
     tied = [t for t in trials if math.isclose(float(t["val_primary"]), top)]
     named = yaml.safe_load(optuna_record.read_text()).get("best_params", {}) if optuna_record.exists() else {}
     wanted = {key.split(".", 1)[1]: value for key, value in named.items() if key.startswith("recipe.")}
-    matching = [t for t in tied if all(_same(t["recipe"].get(k), v) for k, v in wanted.items())]
+    matching = [t for t in tied if all(same_value(t["recipe"].get(k), v) for k, v in wanted.items())]
     return (matching or tied)[0]
 
 

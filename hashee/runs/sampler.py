@@ -10,7 +10,6 @@ sampler is not called for trial 0, so trial ``k + 1`` gets what it would have pr
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import optuna
@@ -19,6 +18,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler
 
 from hashee.core.errors import ConfigError
+from hashee.runs.recipe import same_value
 
 
 class SearchSpaceError(ConfigError, CompactHydraException):
@@ -29,16 +29,14 @@ def _inside(name: str, value: Any, distribution: BaseDistribution) -> Any:
     """``value`` as the distribution's type, or :class:`SearchSpaceError` when the search space excludes it."""
     if isinstance(distribution, CategoricalDistribution):
         for choice in distribution.choices:
-            same = choice == value or (isinstance(choice, (int, float)) and not isinstance(choice, bool)
-                                       and math.isclose(float(choice), float(value), rel_tol=1e-9, abs_tol=0.0))
-            if same:
+            if same_value(choice, value):
                 return choice
     else:
         cast = int(value) if type(distribution).__name__.startswith("Int") else float(value)
         if distribution._contains(distribution.to_internal_repr(cast)):
             return cast
     raise SearchSpaceError(f"+sweep=tune: the starting recipe's {name}={value} is outside its search space {distribution}; "
-                      f"widen hydra.sweeper.params.{name} to include it")
+                           f"widen hydra.sweeper.params.{name} to include it")
 
 
 class DefaultFirstSampler(BaseSampler):

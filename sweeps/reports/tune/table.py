@@ -5,7 +5,7 @@ default-recipe run of the same cell from the comparison sweeps where the study h
 """
 import glob, json, sys
 
-TUNE = sys.argv[1]          # dir holding one sweep dir per study
+TUNE = sys.argv[1]          # sweeps/reports/tune: <study>/runs/<trial>/results.json
 REPORTS = sys.argv[2]       # sweeps/reports of main (the default-recipe runs)
 STUDIES = sys.argv[3:]      # study dir names, e.g. mrpc_full
 
@@ -34,16 +34,17 @@ defaults = load(f"{REPORTS}/speedup_curve_*/runs/*/results.json")
 print("| task | method | target | recipe | lr | epochs | warmup | val | reported | FLOPs speed-up (reported) | train min |")
 print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 for study in STUDIES:
-    trials = load(f"{TUNE}/{study}/*/results.json") + load(f"{TUNE}/{study}/runs/*/results.json")
+    trials = load(f"{TUNE}/{study}/runs/*/results.json")
     if not trials:
         continue
     t0 = trials[0]
     best = max(trials, key=lambda r: r["val_primary"])
-    match = [r for r in defaults if r["task"] == t0["task"] and r["method"] == t0["method"] and r["seed"] == t0["seed"]
-             and (target(r) == target(t0) or t0["method"] == "full")]
-    default_trial = [r for r in trials if _is_task_default(r)]
-    rows = [("default (comparison sweep)", r) for r in match[:1] if not default_trial] + [(("trial 0 (default)" if _is_task_default(r) else "trial") + (", best" if r is best else ""), r) for r in
-                                                   sorted(trials, key=lambda r: (r["recipe"]["epochs"], r["recipe"]["lr"]))]
+    rows = [(("trial 0 (default)" if _is_task_default(r) else "trial") + (", best" if r is best else ""), r)
+            for r in sorted(trials, key=lambda r: (r["recipe"]["epochs"], r["recipe"]["lr"]))]
+    if not any(_is_task_default(r) for r in trials):  # a study from before trial 0 was the default
+        match = [r for r in defaults if (r["task"], r["method"], r["seed"], target(r)) ==
+                 (t0["task"], t0["method"], t0["seed"], target(t0))]
+        rows = [("default (comparison sweep)", r) for r in match[:1]] + rows
     for kind, r in rows:
         rc = r.get("recipe") or {"lr": r["config"]["optim"]["lr"], "epochs": r["config"]["trainer"]["max_epochs"],
                                  "warmup_ratio": r["config"]["optim"]["warmup_ratio"]}  # runs from before the recipes
