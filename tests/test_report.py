@@ -17,14 +17,15 @@ from hashee.reports.plots import exit_histogram_panels
 
 
 def _fake_run(root: Path, name: str, method: str, seed: int, primary: float, speedup: float, status: str = "complete",
-              target: float | None = 2.0, hash_name: str = "frequency") -> None:
+              target: float | None = 2.0, hash_name: str = "frequency", backbone: str = "minilm") -> None:
     run = root / name
     run.mkdir(parents=True)
     results = {
         "task": "sst2", "method": method, "seed": seed, "primary_metric": "accuracy", "primary": primary,
         "metrics": {"accuracy": primary},
         "cost": {"flops_speedup": speedup, "measured_speedup": speedup * 0.9, "efficiency": 0.9},
-        "config": {"target_speedup": target, "hashee": {"target_speedup": target}, "hash": {"name": hash_name}},
+        "config": {"target_speedup": target, "hashee": {"target_speedup": target}, "hash": {"name": hash_name},
+                   "backbone": {"name": backbone}},
         "method_info": {"prepare": {"hash": {"train_exit_histogram": [5, 3, 2, 1, 1, 4]}}} if method == "hashee" else {},
         "status": status,
     }
@@ -118,6 +119,23 @@ def test_one_row_per_seed_and_measured_runs_win_over_curve_points(tmp_path):
     assert pabee[1.5]["seeds"] == 1 and pabee[1.5]["primary_mean"] == 0.7  # measured run, not the curve point
     assert pabee[2.0]["primary_mean"] == 0.8
     assert [r["target"] for r in table if r["method"] == "full"] == [None]  # the full model has no target
+
+
+def test_a_sweep_over_backbones_reports_each_task_per_backbone(tmp_path):
+    """+sweep=depth: the same task, method, target and seed on two backbones are two rows, never one."""
+    sweep = tmp_path / "sweep"
+    for backbone, primary in (("minilm", 0.80), ("mpnet_base", 0.88)):
+        _fake_run(sweep, f"h_{backbone}", "hashee", 0, primary, 2.0, backbone=backbone)
+        _fake_run(sweep, f"f_{backbone}", "full", 0, primary + 0.05, 1.0, target=None, backbone=backbone)
+    report = build_report(sweep, tmp_path / "out")
+    got = {(r["task"], r["method"]): r["primary_mean"] for r in report["table"]}
+    assert got == pytest.approx({("sst2@minilm", "full"): 0.85, ("sst2@minilm", "hashee[frequency]"): 0.80,
+                   ("sst2@mpnet_base", "full"): 0.93, ("sst2@mpnet_base", "hashee[frequency]"): 0.88})
+    assert (tmp_path / "out" / "sst2@mpnet_base_flops_speedup.png").stat().st_size > 0
+    assert {r["backbone"] for r in report["rows"]} == {"minilm", "mpnet_base"}
+    one = tmp_path / "one"
+    _fake_run(one, "a", "hashee", 0, 0.80, 2.0)
+    assert [r["task"] for r in build_report(one, tmp_path / "out1")["table"]] == ["sst2"]  # one backbone: as named
 
 
 def _sweep_with_runs(tmp_path: Path) -> Path:

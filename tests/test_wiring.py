@@ -45,7 +45,8 @@ def test_logger_comes_from_the_logger_group(tmp_path):
     logger = make_logger(cfg, tmp_path, {"seed": 0})
     assert isinstance(logger, RecordingLogger)
     kwargs = logger.kwargs
-    assert kwargs["tags"] == ["task:rotten_tomatoes", "method:hashee", "seed:0", "hash:mi", "speedup:2", "mine"]
+    assert kwargs["tags"] == ["task:rotten_tomatoes", "backbone:minilm", "method:hashee", "seed:0", "hash:mi", "speedup:2",
+                              "mine"]
     assert kwargs["offline"] is True and kwargs["save_dir"] == str(tmp_path) and kwargs["config"] == {"seed": 0}
     assert kwargs["project"] == "hashee-bench" and kwargs["name"] == "rotten_tomatoes-hashee-s0"
     assert kwargs["job_type"] == "hashee" and "mode" not in kwargs
@@ -59,7 +60,7 @@ def test_run_names_and_targets():
     assert method_label("pabee", {"target_speedup": 2}) == "pabee" and requested_target("pabee", {"target_speedup": 2}) == 2.0
     assert requested_target("full", {"target_speedup": 2}) is None
     assert run_tags(compose_config(["method=pabee", "target_speedup=1.5"])) == [
-        "task:rotten_tomatoes", "method:pabee", "seed:0", "speedup:1.5"]
+        "task:rotten_tomatoes", "backbone:minilm", "method:pabee", "seed:0", "speedup:1.5"]
 
 
 def test_the_task_kind_picks_the_pipeline():

@@ -44,9 +44,24 @@ def curve_rows(results: dict[str, Any], base: dict[str, Any], targets: Iterable[
     return rows
 
 
+def backbone_of(results: dict[str, Any]) -> str | None:
+    """The backbone config a run used (``minilm``, ``mpnet_base``, ...), None where it is not recorded."""
+    backbone = results.get("config", {}).get("backbone")
+    return backbone.get("name") if isinstance(backbone, dict) else None
+
+
+def qualify_tasks_by_backbone(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where a sweep spans several backbones (``+sweep=depth``), report every task as ``<task>@<backbone>``, so
+    tables, statistics and plots never pool or deduplicate runs of different backbones; one backbone: unchanged."""
+    if len({row["backbone"] for row in rows}) < 2:
+        return rows
+    return [{**row, "task": f"{row['task']}@{row['backbone']}"} for row in rows]
+
+
 def collect_runs(sweep_dir: Path, curve_targets: Iterable[float] = ()) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Flat rows of every complete run under ``sweep_dir`` (plus rows read off the curves of methods
-    with an operating point at ``curve_targets``) and a count of runs by status."""
+    with an operating point at ``curve_targets``) and a count of runs by status. Tasks are qualified by
+    backbone where the runs span several (:func:`qualify_tasks_by_backbone`)."""
     rows, statuses = [], defaultdict(int)
     for path in sorted(sweep_dir.rglob("results.json")):
         try:
@@ -60,7 +75,7 @@ def collect_runs(sweep_dir: Path, curve_targets: Iterable[float] = ()) -> tuple[
         cost = results.get("cost", {})
         described = results.get("method_info", {}).get("prepare", {}).get("hash") or {}
         row = {
-            "task": results["task"], "method": method_label(results), "target": requested_target(results),
+            "task": results["task"], "backbone": backbone_of(results), "method": method_label(results), "target": requested_target(results),
             "seed": results.get("seed"), "primary_metric": results.get("primary_metric"), "primary": results.get("primary"),
             "flops_speedup": cost.get("flops_speedup"), "measured_speedup": cost.get("measured_speedup"),
             "efficiency": cost.get("efficiency"), "run_dir": str(path.parent), "source": "run",
@@ -71,7 +86,7 @@ def collect_runs(sweep_dir: Path, curve_targets: Iterable[float] = ()) -> tuple[
         }
         rows.append(row)
         rows.extend(curve_rows(results, row, curve_targets))
-    return rows, dict(statuses)
+    return qualify_tasks_by_backbone(rows), dict(statuses)
 
 
 def deduplicate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -131,9 +131,10 @@ def requested_target(method: Any, config: Mapping[str, Any]) -> float | None:
 
 
 def run_tags(cfg: Mapping[str, Any]) -> list[str]:
-    """Tags that let W&B compare runs: task, method, the method's qualifier (HashEE: hash), target speed-up, seed."""
+    """Tags that let W&B compare runs: task, backbone, method, the method's qualifier (HashEE: hash), target speed-up, seed."""
     rule = naming(cfg["method"]["name"])
-    tags = [f"task:{cfg['task']['name']}", f"method:{cfg['method']['name']}", f"seed:{cfg['seed']}"]
+    tags = [f"task:{cfg['task']['name']}", f"backbone:{select(cfg, 'backbone.name')}", f"method:{cfg['method']['name']}",
+            f"seed:{cfg['seed']}"]
     if rule.qualifier is not None:
         tags.append(f"{rule.qualifier.split('.')[0]}:{select(cfg, rule.qualifier)}")
     target = select(cfg, rule.target_key)
