@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import types
 from pathlib import Path
 
 import pytest
@@ -205,6 +206,28 @@ def test_deebert_stages_train_disjoint_parameters(tiny_backbone):
             assert changed and not changed & heads
         optimized = {id(p) for group in module.trainable_parameters() for p in group["params"]}
         assert optimized == {id(p) for n, p in module.named_parameters() if (n in heads) == (stage == "heads")}
+
+
+def test_fused_adamw_applies_the_default_update(tiny_backbone):
+    """Every method trains with torch's fused AdamW (optim.fused, default true): the same update as the per-tensor
+    loop, to float rounding, here over three steps of PABEE (every layer and head trained, decay groups apart)."""
+    batch = text_batch(tiny_backbone, REAL_TEXT[:6])
+    trained = {}
+    for fused in (True, False):
+        module = build(PABEE, tiny_backbone).train()
+        module.optim = {**OPTIM, "fused": fused}
+        module.trainer = types.SimpleNamespace(estimated_stepping_batches=3)
+        optimizer = module.configure_optimizers()["optimizer"]
+        assert bool(optimizer.defaults["fused"]) is fused
+        for step in range(3):
+            module.training_loss(batch, step).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        trained[fused] = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    start = build(PABEE, tiny_backbone).state_dict()
+    assert any(not torch.equal(trained[True][k], start[k]) for k in start)
+    for key, value in trained[False].items():
+        torch.testing.assert_close(trained[True][key], value, rtol=1e-5, atol=1e-6, msg=key)
 
 
 def test_deebert_stage2_loss_is_the_sum_of_internal_losses(tiny_backbone):
