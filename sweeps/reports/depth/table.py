@@ -30,6 +30,8 @@ def backbone(r):
 
 runs = load(sys.argv[1])
 full = {backbone(r): r for r in runs if r["method"] == "full"}
+# The full model has no target: its jobs at 2x and 3x are one trained model with one result; keep one row.
+runs = [r for r in runs if r["method"] != "full" or r is full[backbone(r)]]
 order = {"full": 0, "hashee": 1, "static": 2, "deebert": 3, "pabee": 4, "berxit": 5}
 runs.sort(key=lambda r: (LAYERS.get(backbone(r), 0), target(r) or 0, order.get(r["method"], 9)))
 print("| backbone | layers | method | target | dev accuracy | 95 % CI | vs full (points) | val accuracy | "
