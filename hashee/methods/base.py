@@ -175,9 +175,10 @@ def adamw(groups: list[dict[str, Any]], lr: float, fused: bool = True) -> torch.
     """torch's AdamW over parameter ``groups``; ``fused``: its one-kernel implementation where every parameter's
     device has it (:data:`FUSED_ADAMW_DEVICES`), else torch's default.
 
-    The fused kernel applies the same update as the default per-tensor loop (equal to float rounding, tested); on
-    CPU the default loop costs 0.5 s a step for MiniLM's 23M parameters and 1-2.5 s for MPNet's 109M, a fixed cost
-    that hid HashEE's training speed-up (BENCHMARKS.md section 14); fused: 0.03 s and 0.2 s.
+    The fused kernel applies the same update as the default per-tensor loop (equal to float rounding, tested). On
+    CPU at 1 thread the default loop took 0.3 s a step for MiniLM's 23M parameters and 1.3-2.1 s for MPNet's 109M,
+    fused 0.02 s and 0.13-0.19 s: a fixed cost per step, the same for every method, that hid part of HashEE's
+    training speed-up (BENCHMARKS.md section 14).
     """
     params = [param for group in groups for param in group["params"]]
     supported = all(p.device.type in FUSED_ADAMW_DEVICES and p.is_floating_point() for p in params)
