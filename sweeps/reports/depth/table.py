@@ -1,4 +1,4 @@
-"""The depth comparison table (BENCHMARKS.md section 14, issue 17): every complete run of `+sweep=depth`, by
+"""The depth comparison table (BENCHMARKS.md section 13, issue 17): every complete run of `+sweep=depth`, by
 backbone, with each method's gap to its own backbone's full model, then the 2x gaps of the two backbones side
 by side with each method's rank.
 
