@@ -6,9 +6,14 @@
 On one set of weights (the backbone's pretrained encoder; heads untrained: timing does not depend on
 their values) and in one process, for every input and batch size, times interleaved over the same
 batches of the reported split: ``hf`` (the stock ``transformers`` forward + pooler), ``full`` (this
-project's encoder, every token to the last layer, and its head) and HashEE (frequency hash built from
+project's encoder, every token to the last layer, and its head), ``hashee_full_depth`` (HashEE's own path
+with every token sent to the last layer) and HashEE (frequency hash built from
 the task's training split) at each target. Per cell it keeps the fastest of ``--repeats`` passes and the
-spread (slowest / fastest). Efficiency = (full time / HashEE time) / FLOPs speed-up. Each input uses the
+spread (slowest / fastest). Efficiency = (full time / HashEE time) / FLOPs speed-up, from the fastest passes;
+``efficiency_paired`` is the median over repeats of the same ratio taken within one repeat (passes run back
+to back share the machine's state). As a noise check the full model is timed a second time in every repeat
+(``full_again``); ``noise_check`` = its fastest pass / the first one's, flagged when off by more than 5 %.
+Each input uses the
 same examples at every batch size: the first ``max(largest batch, tokens / mean length)`` of the split.
 Writes ``scaling.json``, ``scaling.md`` and two plots (efficiency against batch size, and against length).
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -29,6 +35,7 @@ from hashee.experiments.steps import build_data, cache_dir, instantiate_method
 from hashee.tasks.spec import TaskSpec
 
 DEFAULT_INPUTS = "sst2,rotten_tomatoes,mrpc,bbc_news@128,bbc_news@512"
+NOISE_TOLERANCE = 0.05  # the full model against itself: flagged when its two timings differ by more than this
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -103,24 +110,34 @@ def measure_cell(data: dict[str, Any], batch_size: int, repeats: int) -> list[di
         extra = {"token_type_ids": batch["token_type_ids"]} if "token_type_ids" in batch else {}
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **extra).pooler_output
 
-    fns = {"hf": hf, "full": reference.full_logits}
+    def hashee_full_depth(batch: dict) -> torch.Tensor:
+        """HashEE's own path (hash lookup, token-exit encoder) with every real token sent to the last layer."""
+        exits = reference.exit_layers(batch)
+        return reference(batch, torch.where(batch["attention_mask"].bool(), reference.depth, 0).to(exits.dtype))
+
+    fns = {"hf": hf, "full": reference.full_logits, "hashee_full_depth": hashee_full_depth}
     fns.update({f"hashee@{t}": module.predict for t, module in data["modules"].items()})
+    fns["full_again"] = reference.full_logits  # the noise check: the same function, timed again
     times = time_interleaved(fns, batches, repeats)
     tokens = sum(int(b["attention_mask"].sum()) for b in batches)
     full_flops = sum(float(reference.full_flops(b).sum()) for b in batches)
     best = {name: min(values) for name, values in times.items()}
+    noise = best["full_again"] / best["full"]
     rows = []
     for name, values in times.items():
         row = {"input": data["name"], "batch_size": batch_size, "examples": data["examples"], "tokens": tokens,
                "mean_length": tokens / data["examples"], "method": name, "seconds": best[name],
-               "spread": max(values) / min(values), "examples_per_s": data["examples"] / best[name],
-               "over_hf": best[name] / best["hf"]}
+               "all_seconds": values, "spread": max(values) / min(values),
+               "examples_per_s": data["examples"] / best[name], "over_hf": best[name] / best["hf"],
+               "over_hf_paired": statistics.median(v / h for v, h in zip(values, times["hf"])),
+               "noise_check": noise, "noise_flagged": abs(noise - 1.0) > NOISE_TOLERANCE}
         if name.startswith("hashee@"):
             module = data["modules"][name.split("@")[1]]
             flops_speedup = full_flops / sum(float(module.batch_flops(b).sum()) for b in batches)
             measured = best["full"] / best[name]
+            paired = statistics.median(f / h for f, h in zip(times["full"], values)) / flops_speedup
             row.update(target=float(name.split("@")[1]), flops_speedup=flops_speedup, measured_speedup=measured,
-                       efficiency=measured / flops_speedup)
+                       efficiency=measured / flops_speedup, efficiency_paired=paired)
         rows.append(row)
     return rows
 
@@ -131,14 +148,17 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         cells.setdefault((row["input"], row["batch_size"]), {})[row["method"]] = row
     targets = sorted({r["method"] for r in rows if r["method"].startswith("hashee@")}, key=lambda m: float(m.split("@")[1]))
-    head = ["input", "batch", "examples", "mean len", "hf s", "full s", "full / hf"]
-    head += [f"{m} eff (FLOPs x)" for m in targets]
+    head = ["input", "batch", "examples", "mean len", "hf s", "full s", "full / hf", "HashEE at full depth / hf",
+            "noise (full again / full)"]
+    head += [f"{m} eff, paired (FLOPs x)" for m in targets]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (name, batch), by_method in cells.items():
         hf, full = by_method["hf"], by_method["full"]
         cols = [name, str(batch), str(full["examples"]), f"{full['mean_length']:.0f}", f"{hf['seconds']:.3f}",
-                f"{full['seconds']:.3f}", f"{full['over_hf']:.3f}"]
-        cols += [f"{by_method[m]['efficiency']:.3f} ({by_method[m]['flops_speedup']:.2f}x)" for m in targets]
+                f"{full['seconds']:.3f}", f"{full['over_hf']:.3f}", f"{by_method['hashee_full_depth']['over_hf']:.3f}",
+                f"{full['noise_check']:.3f}" + (" (flagged)" if full["noise_flagged"] else "")]
+        cols += [f"{by_method[m]['efficiency']:.3f}, {by_method[m]['efficiency_paired']:.3f} "
+                 f"({by_method[m]['flops_speedup']:.2f}x)" for m in targets]
         lines.append("| " + " | ".join(cols) + " |")
     return "\n".join(lines) + "\n"
 
@@ -174,8 +194,9 @@ def plot(rows: list[dict[str, Any]], out: Path) -> list[str]:
     return names
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    args, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
+def run(argv: list[str]) -> list[dict[str, Any]]:
+    """Measure every cell, write the files, and return the rows."""
+    args, overrides = parse_args(argv)
     torch.set_num_threads(args.threads)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     out = Path(args.out)
@@ -195,6 +216,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     plot(rows, out)
     print(markdown(rows))
     return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: exit status 0 when every cell is measured (a console script exits 1 on a returned list)."""
+    run(list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":
