@@ -12,7 +12,7 @@ import yaml
 from conftest import compose_config
 from hashee.core.errors import ConfigError
 from hashee.runs.identity import config_fingerprint
-from hashee.runs.recipe import RECIPE_KEYS, best_trial, check_recipe, describe, used_recipe
+from hashee.runs.recipe import RECIPE_KEYS, best_trial, check_recipe, describe, tuned_recipe_text, used_recipe
 
 TASKS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "task").glob("*.yaml"))
 
@@ -73,6 +73,16 @@ def test_the_best_trial_is_the_best_on_validation_and_ties_follow_the_sweepers_r
     assert best_trial(trials, record) is trials[1]  # no record: the first of the best on validation
     record.write_text(yaml.safe_dump({"best_params": {"recipe.lr": 3e-5, "recipe.epochs": 4}, "best_value": 0.8}))
     assert best_trial(trials, record) is trials[2]
+
+
+def test_a_tuned_recipe_says_when_its_study_ran_not_when_it_was_rewritten():
+    best = {"recipe": {"lr": 3e-5, "epochs": 4, "batch_size": 16, "warmup_ratio": 0.0}, "config": {"data": {}},
+            "seed": 0, "val_primary": 0.8, "primary_metric": "f1"}
+    parts = {"backbone": "tiny", "task": "mrpc", "method": "full"}
+    kept = yaml.safe_load(tuned_recipe_text(best, 3, parts, "hashee-bench -m +sweep=tune", date="2026-01-02"))
+    assert kept["source"].endswith("seed 0, 2026-01-02") and kept["epochs"] == 4
+    today = yaml.safe_load(tuned_recipe_text(best, 3, parts, "hashee-bench -m +sweep=tune"))
+    assert today["source"] != kept["source"] and today["lr"] == 3e-5
 
 
 COMMITTED_TUNED = sorted((Path(__file__).parents[1] / "conf" / "recipes" / "tuned").glob("*/*/*.yaml"))

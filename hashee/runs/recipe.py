@@ -95,12 +95,14 @@ def best_trial(trials: list[dict[str, Any]], optuna_record: Path) -> dict[str, A
     return (matching or tied)[0]
 
 
-def tuned_recipe_text(best: Mapping[str, Any], trials: int, parts: Mapping[str, str], command: str) -> str:
-    """The YAML of a tuned recipe: the best trial's recipe, with a header saying how it was found."""
+def tuned_recipe_text(best: Mapping[str, Any], trials: int, parts: Mapping[str, str], command: str,
+                      date: str | None = None) -> str:
+    """The YAML of a tuned recipe: the best trial's recipe, with a header saying how it was found (``date``:
+    when the study ran, default today)."""
     recipe, config = best["recipe"], best["config"]
     metric = best.get("primary_metric", "primary metric")
     found = (f"tuned on validation by +sweep=tune: best of {trials} trials, val {metric} {best['val_primary']:.4f}, "
-             f"train_limit {config['data'].get('train_limit')}, seed {best['seed']}, {time.strftime('%Y-%m-%d')}")
+             f"train_limit {config['data'].get('train_limit')}, seed {best['seed']}, {date or time.strftime('%Y-%m-%d')}")
     values = {key: recipe[key] for key in RECIPE_KEYS}
     header = (f"# Tuned recipe for backbone={parts['backbone']} task={parts['task']} method={parts['method']} "
               f"(select it with recipe=tuned).\n# Found by: {command}\n# {found}.\n"
@@ -109,8 +111,12 @@ def tuned_recipe_text(best: Mapping[str, Any], trials: int, parts: Mapping[str, 
 
 
 def write_tuned_recipe(sweep_dir: Path, choices: Mapping[str, Any], command: str,
-                       recipe_dir: str | None = None) -> Path | None:
-    """Write the best complete trial's recipe to ``<tuned dir>/<backbone>/<task>/<method>.yaml`` (None: no trial)."""
+                       recipe_dir: str | None = None, date: str | None = None) -> Path | None:
+    """Write the best complete trial's recipe to ``<tuned dir>/<backbone>/<task>/<method>.yaml`` (None: no trial).
+
+    ``date`` is when the study ran (default today: the sweep's end writes it); a file rewritten later from
+    committed trials keeps the study's date, so the recipe's ``source`` (recorded by every run) does not change.
+    """
     trials = complete_trials(sweep_dir)
     if not trials:
         return None
@@ -118,5 +124,5 @@ def write_tuned_recipe(sweep_dir: Path, choices: Mapping[str, Any], command: str
     parts = {part: str(choices.get(part) or best["config"][part]["name"]) for part in TUNED_PARTS}
     path = tuned_dir(recipe_dir).joinpath(*(parts[p] for p in TUNED_PARTS)).with_suffix(".yaml")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(tuned_recipe_text(best, len(trials), parts, command))
+    path.write_text(tuned_recipe_text(best, len(trials), parts, command, date))
     return path
