@@ -16,8 +16,8 @@ STUDIES = {  # study folder: (task, method, the command's own overrides, the dat
     "stsb_full": ("stsb", "full", "task=stsb method=full eval.threads=1 hydra.sweeper.n_trials=3", "2026-12-01"),
     "sst2_full": ("sst2", "full", "task=sst2 data.train_limit=8000 method=full eval.threads=1 hydra.sweeper.n_trials=3 "
                                   "(at f466bad: plain TPE, no default trial 0)", "2026-12-01"),
-    "sst2_hashee": ("sst2", "hashee", "task=sst2 data.train_limit=8000 method=hashee target_speedup=2 "
-                                      "eval.threads=2 hydra.sweeper.n_trials=3 (stopped after 2 trials for the session's time)", "2026-12-01"),
+    "sst2_hashee": ("sst2", "hashee", "task=sst2 data.train_limit=8000 method=hashee target_speedup=2 eval.threads=1 "
+                                      "hydra.sweeper.n_trials=4 (at dbfa8a5)", "2026-12-02"),
     "mrpc_hashee": ("mrpc", "hashee", "task=mrpc method=hashee target_speedup=2 eval.threads=1 hydra.sweeper.n_trials=6 "
                                       "(at dbfa8a5: 3 trials, then resumed to 6)", "2026-12-02"),
     "sst2_pabee": ("sst2", "pabee", "task=sst2 data.train_limit=8000 method=pabee target_speedup=2 eval.threads=1 "
