@@ -31,11 +31,11 @@ import torch
 
 from hashee.core.backbone import load_backbone
 from hashee.core.cost import time_inference
+from hashee.experiments.evaluation import NOISE_TOLERANCE  # the runs' own noise-check threshold
 from hashee.experiments.steps import build_data, cache_dir, instantiate_method
 from hashee.tasks.spec import TaskSpec
 
 DEFAULT_INPUTS = "sst2,rotten_tomatoes,mrpc,bbc_news@128,bbc_news@512"
-NOISE_TOLERANCE = 0.05  # the full model against itself: flagged when its two timings differ by more than this
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
