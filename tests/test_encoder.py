@@ -143,16 +143,20 @@ def test_gather_computes_only_active_tokens():
     assert plan.key_mask[:, 0, 0].tolist() == [[True] * 4, [True, True, True, False]]
 
 
-def test_math_attention_matches_sdpa(minilm_backbone, real_batch):
+@pytest.mark.parametrize("kernel", ["math", "bmm", "auto"])
+@pytest.mark.parametrize("attend_exited", [True, False])
+def test_attention_kernels_match_sdpa(minilm_backbone, real_batch, kernel, attend_exited):
+    """Every attention kernel gives SDPA's hidden states on real weights, with keys = every real token or the queries."""
     encoder = _encoder(minilm_backbone)
     exits = _random_exits(real_batch["attention_mask"], 6, seed=2)
-    args = (real_batch["input_ids"], real_batch["attention_mask"], exits, 6, real_batch["token_type_ids"])
+    args = (real_batch["input_ids"], real_batch["attention_mask"], exits, 6, real_batch["token_type_ids"], attend_exited)
     with torch.no_grad():
+        encoder.attention_impl = "sdpa"
         sdpa = encoder.forward_token_exits(*args)
-        encoder.attention_impl = "math"
-        math_out = encoder.forward_token_exits(*args)
+        encoder.attention_impl = kernel
+        other = encoder.forward_token_exits(*args)
     real = real_batch["attention_mask"].bool()
-    assert torch.allclose(sdpa[real], math_out[real], atol=1e-5)
+    assert torch.allclose(sdpa[real], other[real], atol=1e-5)
 
 
 def test_gradients_flow_through_gathered_layers(tiny_backbone):

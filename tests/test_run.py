@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 COST_KEYS = {"flops", "flops_full", "flops_speedup", "time_s", "time_full_s", "measured_speedup", "efficiency",
-             "batch_size", "threads", "examples"}
+             "batch_size", "threads", "allocator", "examples"}
 
 
 def _read(path: Path) -> dict:
@@ -30,6 +30,7 @@ def test_full_run_writes_complete_results(run_tiny, tmp_path):
     assert COST_KEYS <= set(saved["cost"])
     assert saved["cost"]["flops_speedup"] == pytest.approx(1.0)
     assert saved["cost"]["time_s"] > 0 and saved["cost"]["time_full_s"] > 0
+    assert saved["cost"]["allocator"] == ("keep_freed_memory" if sys.platform.startswith("linux") else "default")
     assert saved["config"]["backbone"]["name"] == "tiny"
     assert saved["versions"]["torch"].startswith("2.")
     assert saved["train"]["stages"][0]["best_checkpoint"]

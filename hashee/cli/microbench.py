@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import torch
 
+from hashee.core.allocator import keep_freed_memory
 from hashee.core.cost import time_inference
 
 
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cfg = compose(config_name="config", overrides=args)
     if cfg.eval.threads:
         torch.set_num_threads(int(cfg.eval.threads))
+    if cfg.eval.keep_freed_memory:
+        keep_freed_memory()
     spec = TaskSpec.from_config(cfg.task)
     backbone = load_backbone(cfg.backbone)
     datamodule = build_data(cfg, spec, backbone.tokenizer, backbone.source)

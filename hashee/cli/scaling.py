@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import torch
 
+from hashee.core.allocator import allocator_setting, keep_freed_memory
 from hashee.core.backbone import load_backbone
 from hashee.core.cost import time_inference
 from hashee.experiments.evaluation import NOISE_TOLERANCE  # the runs' own noise-check threshold
@@ -47,6 +48,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--tokens", type=int, default=12000, help="real tokens per input (at least one largest batch)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--allocator", choices=("keep_freed_memory", "default"), default="keep_freed_memory",
+                        help="glibc malloc as hashee-bench runs it (hashee/core/allocator.py), or untouched")
     parser.add_argument("--out", default="outputs/scaling")
     return parser.parse_known_args(argv)
 
@@ -198,11 +201,13 @@ def run(argv: list[str]) -> list[dict[str, Any]]:
     """Measure every cell, write the files, and return the rows."""
     args, overrides = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.allocator == "keep_freed_memory":
+        keep_freed_memory()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    meta = {"threads": torch.get_num_threads(), "repeats": args.repeats, "tokens": args.tokens,
+    meta = {"threads": torch.get_num_threads(), "allocator": allocator_setting(), "repeats": args.repeats, "tokens": args.tokens,
             "torch": torch.__version__, "overrides": overrides}
     for name in args.inputs.split(","):
         data = build_input(name, overrides, args, max(batch_sizes))  # outside inference mode: normal parameters

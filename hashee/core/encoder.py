@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
+from hashee.core.attention import attention
+
 
 @dataclass
 class Gather:
@@ -167,24 +169,8 @@ def _layer_slots(masks: torch.Tensor, row_of: torch.Tensor, widest: torch.Tensor
 def to_grid(values: torch.Tensor, slot: torch.Tensor, rows: int, width: int, heads: int) -> torch.Tensor:
     """Scatter packed ``[t, d]`` vectors into a ``[rows, heads, width, d/heads]`` attention grid."""
     d = values.shape[-1]
-    grid = values.new_zeros(rows * width, d).index_copy(0, slot, values)
+    grid = values.new_zeros(rows * width, d).index_copy_(0, slot, values)
     return grid.view(rows, width, heads, d // heads).transpose(1, 2)
-
-
-def math_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_mask: torch.Tensor,
-                   dropout_p: float) -> torch.Tensor:
-    """Explicit softmax(QK^T / sqrt(d_h) + mask) V: same result as SDPA, visible to FLOP counters.
-
-    ``key_mask`` is boolean (True where a key exists) or, as SDPA takes it, an additive float mask
-    (a position bias, very negative where no key exists).
-    """
-    scores = query @ key.transpose(-1, -2) / math.sqrt(query.shape[-1])
-    if key_mask.dtype == torch.bool:
-        scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
-    else:
-        scores = scores + key_mask
-    probs = F.dropout(scores.softmax(dim=-1), p=dropout_p)
-    return probs @ value
 
 
 def fused_linear(linears: tuple[nn.Module, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -282,7 +268,7 @@ def _mpnet_attention_output(block: nn.Module, context: torch.Tensor, inputs: tor
 
 def _grid_positions(flat: torch.Tensor, slot: torch.Tensor, rows: int, slots: int, width: int) -> torch.Tensor:
     """``[rows, slots]`` original positions (within their sequence) of planned tokens; 0 in empty slots."""
-    return flat.new_zeros(rows * slots).index_copy(0, slot, flat % width).view(rows, slots)
+    return flat.new_zeros(rows * slots).index_copy_(0, slot, flat % width).view(rows, slots)
 
 
 def relative_position_bucket(relative_position: torch.Tensor, num_buckets: int = 32,
@@ -325,15 +311,18 @@ class MultiExitEncoder(nn.Module):
         self.hidden_size = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.attention_dropout = config.attention_probs_dropout_prob
-        self.attention_impl = "sdpa"  # "math" computes attention with explicit matmuls (for FLOP counting)
+        self.attention_impl = "auto"  # a kernel of hashee.core.attention; "math" is visible to FLOP counters
 
     # -- building blocks -------------------------------------------------------------------
     def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Input embeddings ``[B, n, d]`` (word + position (+ type), LayerNorm, dropout) of the backbone."""
         return self.layout.embed(self.embeddings, input_ids, token_type_ids)
 
-    def layer(self, index: int, hidden: torch.Tensor, plan: Gather) -> torch.Tensor:
-        """Run layer ``index`` (0-based) on the planned tokens of ``hidden [B, n, d]``; others are untouched."""
+    def layer(self, index: int, hidden: torch.Tensor, plan: Gather, in_place: bool = False) -> torch.Tensor:
+        """Run layer ``index`` (0-based) on the planned tokens of ``hidden [B, n, d]``; others are untouched.
+
+        ``in_place``: a packed plan writes its tokens into ``hidden`` itself instead of a copy (only for a
+        caller that keeps no other reference to ``hidden`` and needs no gradient)."""
         layer = self.layers[index]
         to_query, to_key, to_value, attention_output = self._parts(layer)
         batch, width, d = hidden.shape
@@ -351,15 +340,16 @@ class MultiExitEncoder(nn.Module):
                 x_kv = flat.index_select(0, plan.kv_flat)
                 key, value = self._project(x_kv, plan.kv_slot, plan.rows, plan.kv_max, (to_key, to_value))
         dropout = self.attention_dropout if self.training else 0.0
-        attend = math_attention if self.attention_impl == "math" else F.scaled_dot_product_attention
         mask = plan.key_mask if self._scores_mask is None else self._scores_mask(plan, width, query.dtype)
-        context = attend(query, key, value, mask, dropout)
+        context = attention(query, key, value, mask, dropout, self.attention_impl)
         context = context.transpose(1, 2).reshape(plan.rows * plan.q_max, d)
         context = context if plan.dense else context.index_select(0, plan.q_slot)
         attended = attention_output(context, x_q)
         out = layer.output(layer.intermediate(attended), attended)
         if plan.dense:
             return out.view(batch, width, d)
+        if in_place:
+            return flat.index_copy_(0, plan.q_flat, out).view(batch, width, d)
         return flat.index_copy(0, plan.q_flat, out).view(batch, width, d)
 
     def _project_dense(self, x: torch.Tensor, batch: int, width: int,
@@ -384,7 +374,7 @@ class MultiExitEncoder(nn.Module):
         weight, bias = fused_linear(linears)
         projected = F.linear(x, weight, bias)
         d = x.shape[-1]
-        grid = projected.new_zeros(rows * width, projected.shape[-1]).index_copy(0, slot, projected)
+        grid = projected.new_zeros(rows * width, projected.shape[-1]).index_copy_(0, slot, projected)
         grid = grid.view(rows, width, len(linears), self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         return tuple(grid.unbind(0))
 
@@ -409,8 +399,9 @@ class MultiExitEncoder(nn.Module):
         """Hidden states after ``depth`` (default all) layers with every real token computed."""
         hidden = self.embed(input_ids, token_type_ids)
         plan = plan_real(attention_mask)
+        in_place = not torch.is_grad_enabled()  # the states are this pass's own: no one else reads them
         for index in range(depth or self.num_layers):
-            hidden = self.layer(index, hidden, plan)
+            hidden = self.layer(index, hidden, plan, in_place)
         return hidden
 
     def forward_token_exits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, exit_layers: torch.Tensor,
@@ -424,7 +415,8 @@ class MultiExitEncoder(nn.Module):
         hidden = self.embed(input_ids, token_type_ids)
         real = attention_mask.bool()
         plans = plan_layers(exit_masks(real, exit_layers, depth), real, attend_exited)
+        in_place = not torch.is_grad_enabled()  # the states are this pass's own: no one else reads them
         for index, plan in enumerate(plans):
             if plan.rows:
-                hidden = self.layer(index, hidden, plan)
+                hidden = self.layer(index, hidden, plan, in_place)
         return hidden

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from hashee.core.allocator import allocator_setting
 from hashee.core.cost import time_inference
 from hashee.data.classification import TaskDataModule
 from hashee.methods.base import ExitModule, example_index
@@ -102,7 +103,7 @@ def cost_block(module: ExitModule, test: Mapping[str, Any], batches: list, cfg: 
         "flops": test["flops"], "flops_full": test["flops_full"],
         "flops_speedup": test["flops_full"] / test["flops"],
         "batch_size": int(cfg.data.eval_batch_size), "threads": torch.get_num_threads(),
-        "examples": int(test["labels"].shape[0]),
+        "allocator": allocator_setting(), "examples": int(test["labels"].shape[0]),
     }
     if cfg.eval.timing:
         block.update(measure_times(module, batches, int(cfg.eval.warmup_batches), int(cfg.eval.timing_repeats)))

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from hashee.core.allocator import allocator_setting
 from hashee.core.errors import ConfigError
 from hashee.data.seq2seq import Seq2SeqDataModule
 from hashee.experiments.steps import cache_dir, finish_run, instantiate_method, start_run
@@ -87,7 +88,7 @@ def generation_cost(module: Seq2SeqModule, test: Mapping[str, Any], batches: lis
         "generated_tokens": test["generated_tokens"], "flops_per_generated_token": test["flops"] / tokens,
         "flops_full_per_generated_token": test["flops_full"] / tokens,
         "batch_size": int(cfg.data.eval_batch_size), "threads": torch.get_num_threads(),
-        "examples": len(test["predictions"]), "num_beams": int(cfg.generation.num_beams),
+        "allocator": allocator_setting(), "examples": len(test["predictions"]), "num_beams": int(cfg.generation.num_beams),
     }
     if cfg.eval.timing:
         replay = int(cfg.generation.num_beams) <= 1  # greedy: the reference replays the method's tokens

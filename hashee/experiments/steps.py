@@ -13,6 +13,7 @@ import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
+from hashee.core.allocator import keep_freed_memory
 from hashee.core.errors import HasheeError
 from hashee.data.classification import TaskDataModule
 from hashee.runs.identity import config_fingerprint
@@ -61,6 +62,8 @@ def start_run(cfg: DictConfig, run_dir: Path, fingerprint: str | None, experimen
     ``experiment``: a run that is not a method's (the difficulty experiments) names itself, as its method too."""
     if cfg.eval.threads:
         torch.set_num_threads(int(cfg.eval.threads))
+    if cfg.eval.get("keep_freed_memory", True):
+        keep_freed_memory()
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     results: dict[str, Any] = {"task": cfg.task.name, "method": experiment or cfg.method.name}
     if experiment:

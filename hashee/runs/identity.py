@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 # Keys that do not change what a job computes (logging, display, where caches live).
 # The recipe nodes only feed trainer.max_epochs, optim.*, data.batch_size (which stay in): hashee/runs/recipe.py.
 NON_RESULT_KEYS = ("logger", "progress_bar", "callbacks.progress_bar", "data.cache_dir", "report_at_end",
-                   "recipe", "task.recipe", "tune")
+                   "recipe", "task.recipe", "tune",
+                   "eval.keep_freed_memory")  # the allocator: no computed value changes; the record names it
 # Keys that only matter after training (the operating point, evaluation) or not at all.
 POST_TRAINING_KEYS = NON_RESULT_KEYS + ("target_speedup", "eval", "hashee.target_speedup")
 CODE_PACKAGES = ("hashee", "baselines")  # located, not imported (hashee never imports baselines)

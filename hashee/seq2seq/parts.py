@@ -3,7 +3,6 @@ the attention, residual and feed-forward steps over them."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -47,14 +46,3 @@ def feed_forward(parts: LayerParts, x: torch.Tensor, training: bool) -> torch.Te
     """FFN with residual and LayerNorm."""
     inner = F.dropout(parts.activation(parts.ffn_in(x)), parts.activation_dropout, training)
     return parts.ffn_norm(x + F.dropout(parts.ffn_out(inner), parts.dropout, training))
-
-
-def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None, dropout: float,
-           impl: str) -> torch.Tensor:
-    """softmax(QK^T / sqrt(d_h)) V with a boolean keep-mask; ``impl="math"`` is visible to FLOP counters."""
-    if impl == "math":
-        scores = query @ key.transpose(-1, -2) / math.sqrt(query.shape[-1])
-        if mask is not None:
-            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        return F.dropout(scores.softmax(dim=-1), p=dropout) @ value
-    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout)
