@@ -19,6 +19,7 @@ Cost block (METHODS.md sections 3 and 6), on the reported split:
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -107,17 +108,38 @@ def generation_cost(module: Seq2SeqModule, test: Mapping[str, Any], batches: lis
     return block
 
 
-def run_generation(cfg: DictConfig, run_dir: Path, fingerprint: str | None = None) -> dict[str, Any]:
-    """Run one generation experiment end to end and write ``results.json`` into ``run_dir``."""
-    results = start_run(cfg, run_dir, fingerprint)
-    spec = GenerationSpec.from_config(cfg.task)
-    backbone = load_seq2seq_backbone(cfg.backbone)
+def build_data(cfg: DictConfig, spec: GenerationSpec, backbone: Any) -> Seq2SeqDataModule:
+    """The task's data module, set up, with the run's lengths and batch sizes."""
     gen = cfg.generation
     datamodule = Seq2SeqDataModule(spec, cfg.data, backbone.tokenizer, backbone.source, backbone.start_id,
                                    backbone.pad_id, int(gen.max_source_length), int(gen.max_target_length),
                                    batch_size=int(cfg.data.batch_size), eval_batch_size=int(cfg.data.eval_batch_size),
                                    seed=int(cfg.seed), cache_dir=str(Path(cache_dir(cfg)) / "tokenized"))
     datamodule.setup()
+    return datamodule
+
+
+def load_finished_run(run_dir: Path) -> tuple[Seq2SeqModule, Seq2SeqDataModule, DictConfig]:
+    """A finished run's module with its best checkpoint (in eval mode), its data module and its config: to time or
+    inspect the trained model again without training it."""
+    saved = json.loads((Path(run_dir) / "results.json").read_text())
+    cfg = OmegaConf.create(saved["config"])
+    spec = GenerationSpec.from_config(cfg.task)
+    backbone = load_seq2seq_backbone(cfg.backbone)
+    datamodule = build_data(cfg, spec, backbone)
+    module = build_module(cfg, spec, backbone)
+    module.prepare(datamodule, cache_dir(cfg))
+    checkpoint = torch.load(saved["train"]["stages"][-1]["best_checkpoint"], map_location="cpu", weights_only=True)
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.eval(), datamodule, cfg
+
+
+def run_generation(cfg: DictConfig, run_dir: Path, fingerprint: str | None = None) -> dict[str, Any]:
+    """Run one generation experiment end to end and write ``results.json`` into ``run_dir``."""
+    results = start_run(cfg, run_dir, fingerprint)
+    spec = GenerationSpec.from_config(cfg.task)
+    backbone = load_seq2seq_backbone(cfg.backbone)
+    datamodule = build_data(cfg, spec, backbone)
     module = build_module(cfg, spec, backbone)
     method_info = {"prepare": module.prepare(datamodule, cache_dir(cfg))}
     logger = make_logger(cfg, run_dir, results["config"])
