@@ -50,6 +50,8 @@ def test_auto_uses_bmm_only_for_small_grids_at_inference():
     with torch.enable_grad():
         assert kernel_for("auto", query, 10, 0.0) == "sdpa"                 # training keeps SDPA
     assert kernel_for("math", query, 10, 0.0) == "math" and kernel_for("sdpa", query, 10, 0.0) == "sdpa"
+    with pytest.raises(ValueError, match="attention kernel must be one of"):
+        kernel_for("flash", query, 10, 0.0)  # a misspelt kernel never falls back silently
 
 
 def test_additive_mask_keeps_a_float_mask():

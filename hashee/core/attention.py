@@ -60,6 +60,8 @@ def math_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, 
 
 def kernel_for(impl: str, query: torch.Tensor, keys: int, dropout_p: float) -> str:
     """The kernel ``impl`` names, with ``auto`` resolved for this call (see the module docstring)."""
+    if impl not in ATTENTION_KERNELS:
+        raise ValueError(f"attention kernel must be one of {ATTENTION_KERNELS}, got {impl!r}")
     if impl != "auto":
         return impl
     small_cpu = query.device.type == "cpu" and keys <= BMM_MAX_KEYS
