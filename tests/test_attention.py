@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hashee.core.attention import BMM_MAX_KEYS, additive_mask, attention, kernel_for
+from hashee.core.attention import BMM_MAX_KEYS, attention, kernel_for
 
 
 def grid(rows: int = 3, heads: int = 4, q: int = 5, m: int = 7, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -26,7 +26,7 @@ def test_kernels_match_sdpa(kernel, additive):
     mask = keep
     if additive:  # a position bias per head, very negative where no key exists (MPNet's mask)
         bias = torch.randn(query.shape[0], query.shape[1], query.shape[2], key.shape[2])
-        mask = bias + additive_mask(keep, torch.float32)
+        mask = bias.masked_fill(~keep, torch.finfo(torch.float32).min)
     expected = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
     with torch.no_grad():
         got = attention(query, key, value, mask, 0.0, kernel)
@@ -52,10 +52,3 @@ def test_auto_uses_bmm_only_for_small_grids_at_inference():
     assert kernel_for("math", query, 10, 0.0) == "math" and kernel_for("sdpa", query, 10, 0.0) == "sdpa"
     with pytest.raises(ValueError, match="attention kernel must be one of"):
         kernel_for("flash", query, 10, 0.0)  # a misspelt kernel never falls back silently
-
-
-def test_additive_mask_keeps_a_float_mask():
-    keep = torch.tensor([[True, False]])
-    assert additive_mask(keep, torch.float32).tolist() == [[0.0, torch.finfo(torch.float32).min]]
-    bias = torch.tensor([[0.5, -2.0]])
-    assert torch.equal(additive_mask(bias, torch.float32), bias)

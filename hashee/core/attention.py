@@ -27,11 +27,11 @@ ATTENTION_KERNELS = ("auto", "sdpa", "bmm", "math")
 BMM_MAX_KEYS = 128  # "auto" uses bmm up to this many keys per row (measured crossover on CPU, see module doc)
 
 
-def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``mask`` as a float to add to the scores: 0 where a key exists, the dtype's minimum where none does."""
-    if mask.dtype != torch.bool:
-        return mask.to(dtype)
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
+def mask_scores_(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``scores`` in place: the dtype's minimum where a boolean mask has no key, or plus an additive mask."""
+    if mask is not None and mask.dtype == torch.bool:
+        return scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
+    return scores if mask is None else scores.add_(mask)
 
 
 def bmm_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -39,9 +39,7 @@ def bmm_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, m
     rows, heads, q, d_h = query.shape
     m = key.shape[2]
     scores = torch.bmm(query.reshape(rows * heads, q, d_h), key.reshape(rows * heads, m, d_h).transpose(1, 2))
-    scores = scores.view(rows, heads, q, m).mul_(1.0 / math.sqrt(d_h))
-    if mask is not None:
-        scores.add_(additive_mask(mask, scores.dtype))
+    scores = mask_scores_(scores.view(rows, heads, q, m).mul_(1.0 / math.sqrt(d_h)), mask)
     probs = torch.softmax(scores, dim=-1).view(rows * heads, q, m)
     return torch.bmm(probs, value.reshape(rows * heads, m, d_h)).view(rows, heads, q, d_h)
 
@@ -49,11 +47,7 @@ def bmm_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, m
 def math_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
                    dropout_p: float) -> torch.Tensor:
     """Explicit softmax(QK^T / sqrt(d_h) + mask) V: same result as SDPA, visible to FLOP counters."""
-    scores = query @ key.transpose(-1, -2) / math.sqrt(query.shape[-1])
-    if mask is not None and mask.dtype == torch.bool:
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    elif mask is not None:
-        scores = scores + mask
+    scores = mask_scores_(query @ key.transpose(-1, -2) / math.sqrt(query.shape[-1]), mask)
     probs = F.dropout(scores.softmax(dim=-1), p=dropout_p)
     return probs @ value
 
