@@ -1,0 +1,23 @@
+#!/bin/bash
+# The quiet window of 2026-12-06 (second session): the fixed per-batch cost and the efficiency ceiling at batch 32 and
+# 128, the generation 1.5x run's timing against the same decoding steps, and the scaling table at the current code.
+# From the clone of the measured commit; nothing else running.
+set -u
+cd "${CLONE:-/tmp/m_measure}"
+OUT=${OUT:-/work/runs/timing_ceiling}
+G=/work/shared/data/glue
+mkdir -p "$OUT"
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false HASHEE_CACHE=/work/runs/cache
+git log --oneline -1; uptime
+for batch in 32 128; do
+  for task in sst2 mrpc stsb; do
+    .venv/bin/python sweeps/reports/timing_ceiling/ceiling.py $task 2 5 $batch > "$OUT/ceiling_${task}_$batch.json" 2> "$OUT/ceiling.err"
+    echo "CEILING $task $batch"; uptime
+  done
+done
+.venv/bin/python sweeps/reports/timing_kernels/gen_kernels.py \
+    "/work/runs/generation_1.5x/+sweep=generation,eval.threads=1,method=hashee,target_speedup=1.5" 5 > "$OUT/gen_kernels_1.5x.json" 2> "$OUT/gen_kernels.err"
+echo GEN-DONE; uptime
+timeout 1500 .venv/bin/hashee-scaling data.glue_dir=$G --inputs sst2,rotten_tomatoes,mrpc,bbc_news@128,bbc_news@512 \
+    --batch-sizes 1,8,32,128 --targets 1.5,2,3 --tokens 3000 --repeats 3 --threads 2 --out "$OUT/scaling" > "$OUT/scaling.log" 2>&1
+echo "SCALING-DONE rc=$?"; uptime
