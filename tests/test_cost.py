@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hashee.core.cost import CostModel, time_inference
+from hashee.core.cost import CostModel, efficiency_ceiling, fixed_batch_cost, time_inference
 from hashee.core.encoder import MultiExitEncoder
 
 
@@ -76,3 +76,30 @@ def test_time_inference_runs_every_batch():
     seen = []
     seconds = time_inference(seen.append, [1, 2, 3], warmup=2)
     assert seen == [1, 2, 1, 2, 3] and seconds >= 0
+
+
+def test_efficiency_ceiling_is_one_without_a_fixed_cost_and_falls_with_it():
+    assert efficiency_ceiling(10.0, 0.0, 2.0) == pytest.approx(1.0)
+    # 1 s of 10 fixed: the method takes 1 + 9 / 2 = 5.5 s, measured 10 / 5.5 = 1.818x for FLOPs 2x
+    assert efficiency_ceiling(10.0, 1.0, 2.0) == pytest.approx(10 / 5.5 / 2)
+    assert efficiency_ceiling(10.0, 1.0, 3.0) < efficiency_ceiling(10.0, 1.0, 2.0)  # the fixed part weighs more
+    assert efficiency_ceiling(10.0, 10.0, 2.0) == pytest.approx(0.5)  # all fixed: no speed-up at all
+    assert efficiency_ceiling(10.0, -0.5, 2.0) == pytest.approx(1.0)  # a negative intercept (noise) counts as none
+
+
+def test_fixed_batch_cost_recovers_the_intercept_of_a_known_cost():
+    """A fake model that sleeps 3 ms per batch plus 1 ms per real token: the intercept is the 3 ms."""
+    import time
+
+    batch = {"input_ids": torch.ones(8, 3, dtype=torch.long), "attention_mask": torch.ones(8, 3, dtype=torch.long)}
+    batch["attention_mask"][:, 2] = 0  # two real tokens per row: padding is not counted as tokens
+    seen_rows = set()
+
+    def run(sub):
+        seen_rows.add(sub["input_ids"].shape[0])
+        time.sleep(0.003 + 0.001 * int(sub["attention_mask"].sum()))
+
+    fixed = fixed_batch_cost(run, batch, rounds=2)
+    assert seen_rows == {1, 2, 4, 8} and fixed["tokens"] == [2, 4, 8, 16] and fixed["width"] == 3
+    assert fixed["fixed_s"] == pytest.approx(0.003, abs=0.0015)
+    assert fixed["s_per_token"] == pytest.approx(0.001, rel=0.3)

@@ -16,6 +16,9 @@ def test_scaling_writes_a_row_per_method_and_cell_and_its_plots(tmp_path):
     assert {(r["batch_size"], r["method"]) for r in rows} == {(b, m) for b in (1, 4) for m in methods}
     hashee = [r for r in rows if r["method"] == "hashee@2"]
     assert all(r["flops_speedup"] > 1.0 and r["efficiency"] > 0 and r["efficiency_paired"] > 0 for r in hashee)
+    # the ceiling set by the full model's fixed cost per batch: between no speed-up at all and 1
+    assert all(1 / r["flops_speedup"] - 1e-9 <= r["ceiling"] <= 1.0 + 1e-9 for r in hashee)
+    assert all(0.0 <= r["fixed_share_of_full"] <= 1.0 for r in rows)
     for row in rows:  # the noise check: the full model timed twice, its ratio and flag on every row of the cell
         again = next(r for r in rows if r["method"] == "full_again" and r["batch_size"] == row["batch_size"])
         full = next(r for r in rows if r["method"] == "full" and r["batch_size"] == row["batch_size"])
@@ -23,6 +26,7 @@ def test_scaling_writes_a_row_per_method_and_cell_and_its_plots(tmp_path):
         assert row["noise_flagged"] == (abs(row["noise_check"] - 1) > 0.05)
     saved = json.loads((tmp_path / "scaling.json").read_text())
     assert len(saved["rows"]) == len(rows) and saved["meta"]["threads"] == 1
+    assert saved["meta"]["fixed_cost"]["rotten_tomatoes@32"]["rows"] == [1, 2, 4]
     assert (tmp_path / "scaling.md").read_text().count("| rotten_tomatoes@32 |") == 2
     assert (tmp_path / "efficiency_vs_batch.png").exists() and (tmp_path / "efficiency_vs_length.png").exists()
 

@@ -13,7 +13,10 @@ spread (slowest / fastest). Efficiency = (full time / HashEE time) / FLOPs speed
 ``efficiency_paired`` is the median over repeats of the same ratio taken within one repeat (passes run back
 to back share the machine's state). As a noise check the full model is timed a second time in every repeat
 (``full_again``); ``noise_check`` = its fastest pass / the first one's, flagged when off by more than 5 %.
-Each input uses the
+Per input, the full model's *fixed cost* per batch (time that does not grow with tokens: on CPU, every layer's
+weights read from memory once per batch; :func:`hashee.core.cost.fixed_batch_cost` on the median batch of the
+largest batch size) gives each HashEE cell its ``ceiling``: the efficiency of a method that pays that cost once per
+batch, as the full model does, and everything else in proportion to its FLOPs. Each input uses the
 same examples at every batch size: the first ``max(largest batch, tokens / mean length)`` of the split.
 Writes ``scaling.json``, ``scaling.md`` and two plots (efficiency against batch size, and against length).
 """
@@ -31,7 +34,7 @@ import torch
 
 from hashee.core.allocator import allocator_setting, keep_freed_memory
 from hashee.core.backbone import load_backbone
-from hashee.core.cost import time_inference
+from hashee.core.cost import efficiency_ceiling, fixed_batch_cost, time_inference
 from hashee.experiments.evaluation import NOISE_TOLERANCE  # the runs' own noise-check threshold
 from hashee.experiments.steps import build_data, cache_dir, instantiate_method
 from hashee.tasks.spec import TaskSpec
@@ -94,6 +97,13 @@ def build_input(name: str, overrides: list[str], args: argparse.Namespace, large
             "modules": modules, "examples": count}
 
 
+def measure_fixed_cost(data: dict[str, Any], largest_batch: int) -> dict[str, Any]:
+    """The full model's fixed cost per batch for one input, from the rows of its median batch of the largest size."""
+    batches = data["datamodule"].eval_batches("test", batch_size=largest_batch)
+    reference = next(iter(data["modules"].values()))
+    return fixed_batch_cost(reference.full_logits, batches[len(batches) // 2])
+
+
 def time_interleaved(fns: dict[str, Callable[[Any], Any]], batches: list, repeats: int) -> dict[str, list[float]]:
     """Seconds of each function over all batches, interleaved, ``repeats`` times (after one warm-up batch)."""
     times: dict[str, list[float]] = {name: [] for name in fns}
@@ -126,6 +136,7 @@ def measure_cell(data: dict[str, Any], batch_size: int, repeats: int) -> list[di
     full_flops = sum(float(reference.full_flops(b).sum()) for b in batches)
     best = {name: min(values) for name, values in times.items()}
     noise = best["full_again"] / best["full"]
+    fixed = min(max(data["fixed_cost"]["fixed_s"], 0.0) * len(batches), best["full"])  # a noisy intercept can be < 0
     rows = []
     for name, values in times.items():
         row = {"input": data["name"], "batch_size": batch_size, "examples": data["examples"], "tokens": tokens,
@@ -133,41 +144,45 @@ def measure_cell(data: dict[str, Any], batch_size: int, repeats: int) -> list[di
                "all_seconds": values, "spread": max(values) / min(values),
                "examples_per_s": data["examples"] / best[name], "over_hf": best[name] / best["hf"],
                "over_hf_paired": statistics.median(v / h for v, h in zip(values, times["hf"])),
-               "noise_check": noise, "noise_flagged": abs(noise - 1.0) > NOISE_TOLERANCE}
+               "noise_check": noise, "noise_flagged": abs(noise - 1.0) > NOISE_TOLERANCE,
+               "fixed_s_per_batch": data["fixed_cost"]["fixed_s"], "fixed_share_of_full": fixed / best["full"]}
         if name.startswith("hashee@"):
             module = data["modules"][name.split("@")[1]]
             flops_speedup = full_flops / sum(float(module.batch_flops(b).sum()) for b in batches)
             measured = best["full"] / best[name]
             paired = statistics.median(f / h for f, h in zip(times["full"], values)) / flops_speedup
             row.update(target=float(name.split("@")[1]), flops_speedup=flops_speedup, measured_speedup=measured,
-                       efficiency=measured / flops_speedup, efficiency_paired=paired)
+                       efficiency=measured / flops_speedup, efficiency_paired=paired,
+                       ceiling=efficiency_ceiling(best["full"], fixed, flops_speedup))
         rows.append(row)
     return rows
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    """One line per cell: time of hf and full, and HashEE's efficiency at each target."""
+    """One line per cell: time of hf and full, the fixed cost's share, and HashEE's efficiency and ceiling at each target."""
     cells: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     for row in rows:
         cells.setdefault((row["input"], row["batch_size"]), {})[row["method"]] = row
     targets = sorted({r["method"] for r in rows if r["method"].startswith("hashee@")}, key=lambda m: float(m.split("@")[1]))
     head = ["input", "batch", "examples", "mean len", "hf s", "full s", "full / hf", "HashEE at full depth / hf",
-            "noise (full again / full)"]
-    head += [f"{m} eff, paired (FLOPs x)" for m in targets]
+            "noise (full again / full)", "fixed share of full"]
+    head += [f"{m} eff, paired / ceiling (FLOPs x)" for m in targets]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (name, batch), by_method in cells.items():
         hf, full = by_method["hf"], by_method["full"]
         cols = [name, str(batch), str(full["examples"]), f"{full['mean_length']:.0f}", f"{hf['seconds']:.3f}",
                 f"{full['seconds']:.3f}", f"{full['over_hf']:.3f}", f"{by_method['hashee_full_depth']['over_hf']:.3f}",
-                f"{full['noise_check']:.3f}" + (" (flagged)" if full["noise_flagged"] else "")]
-        cols += [f"{by_method[m]['efficiency']:.3f}, {by_method[m]['efficiency_paired']:.3f} "
+                f"{full['noise_check']:.3f}" + (" (flagged)" if full["noise_flagged"] else ""),
+                f"{full['fixed_share_of_full']:.3f}"]
+        cols += [f"{by_method[m]['efficiency']:.3f}, {by_method[m]['efficiency_paired']:.3f} / {by_method[m]['ceiling']:.3f} "
                  f"({by_method[m]['flops_speedup']:.2f}x)" for m in targets]
         lines.append("| " + " | ".join(cols) + " |")
     return "\n".join(lines) + "\n"
 
 
 def plot(rows: list[dict[str, Any]], out: Path) -> list[str]:
-    """Efficiency against batch size (one line per input and target) and against mean length (batch 32)."""
+    """Efficiency against batch size (one line per input and target, its ceiling dotted in the same colour) and
+    against mean length (batch 32)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,9 +192,11 @@ def plot(rows: list[dict[str, Any]], out: Path) -> list[str]:
     names = []
     fig, ax = plt.subplots(figsize=(7, 4))
     for key in sorted({(r["input"], r["target"]) for r in hashee}):
-        points = sorted((r["batch_size"], r["efficiency"]) for r in hashee if (r["input"], r["target"]) == key)
-        ax.plot(*zip(*points), marker="o", label=f"{key[0]} {key[1]:g}x")
-    ax.set(xscale="log", xlabel="batch size", ylabel="efficiency (measured / FLOPs speed-up)")
+        cells = sorted((r["batch_size"], r["efficiency"], r["ceiling"]) for r in hashee if (r["input"], r["target"]) == key)
+        line, = ax.plot([c[0] for c in cells], [c[1] for c in cells], marker="o", label=f"{key[0]} {key[1]:g}x")
+        ax.plot([c[0] for c in cells], [c[2] for c in cells], linestyle=":", color=line.get_color(), linewidth=0.9)
+    ax.set(xscale="log", xlabel="batch size", ylabel="efficiency (measured / FLOPs speed-up)",
+           title="dotted: ceiling set by the full model's fixed cost per batch")
     ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
     ax.legend(fontsize=6, ncol=3)
     fig.tight_layout(); fig.savefig(out / "efficiency_vs_batch.png", dpi=120); plt.close(fig)
@@ -211,6 +228,8 @@ def run(argv: list[str]) -> list[dict[str, Any]]:
             "torch": torch.__version__, "overrides": overrides}
     for name in args.inputs.split(","):
         data = build_input(name, overrides, args, max(batch_sizes))  # outside inference mode: normal parameters
+        data["fixed_cost"] = measure_fixed_cost(data, max(batch_sizes))
+        meta.setdefault("fixed_cost", {})[name] = data["fixed_cost"]
         for batch_size in batch_sizes:
             with torch.inference_mode():
                 rows += measure_cell(data, batch_size, args.repeats)

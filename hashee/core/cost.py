@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import torch
+from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -100,3 +101,42 @@ def time_inference(run_batch: Callable[[Any], Any], batches: Iterable[Any], warm
         for batch in batches:
             run_batch(batch)
         return time.perf_counter() - start
+
+
+def fixed_batch_cost(run_batch: Callable[[Any], Any], batch: dict[str, torch.Tensor], rounds: int = 5) -> dict[str, Any]:
+    """The part of a batch's time that does not grow with its tokens, measured on the first k rows of ``batch``.
+
+    ``run_batch`` (the full model) runs on k = 1, 2, 4, ... rows (all of the batch's width, so each row's padding and
+    attention shape stay the same), fastest of ``rounds``; a least-squares line of time against real tokens gives
+    the intercept, ``fixed_s``. On CPU it is mostly every layer's weights read from memory once per batch: a method
+    that runs every layer pays it whatever its FLOPs.
+    """
+    count = batch["input_ids"].shape[0]
+    rows = sorted({min(count, 2 ** i) for i in range(count.bit_length() + 1)})
+    tokens, seconds = [], []
+    with torch.inference_mode():
+        for k in rows:
+            sub = {name: value[:k] for name, value in batch.items() if torch.is_tensor(value)}
+            repeat = max(1, 32 // k)
+            run_batch(sub)
+            best = float("inf")
+            for _ in range(rounds):
+                start = time.perf_counter()
+                for _ in range(repeat):
+                    run_batch(sub)
+                best = min(best, (time.perf_counter() - start) / repeat)
+            tokens.append(int(sub["attention_mask"].sum()))
+            seconds.append(best)
+    if len(rows) < 2:
+        return {"rows": rows, "tokens": tokens, "seconds": seconds, "fixed_s": 0.0, "fixed_stderr_s": float("nan")}
+    line = stats.linregress(tokens, seconds)
+    return {"width": int(batch["input_ids"].shape[1]), "rows": rows, "tokens": tokens, "seconds": seconds,
+            "fixed_s": float(line.intercept), "fixed_stderr_s": float(line.intercept_stderr),
+            "s_per_token": float(line.slope), "r2": float(line.rvalue ** 2)}
+
+
+def efficiency_ceiling(full_s: float, fixed_s: float, flops_speedup: float) -> float:
+    """The most efficiency a method can reach that pays ``fixed_s`` (of the full model's ``full_s``) as the full model
+    does and every other second in proportion to its FLOPs: full time / that method's time / FLOPs speed-up."""
+    fixed = min(max(fixed_s, 0.0), full_s)
+    return full_s / (fixed + (full_s - fixed) / flops_speedup) / flops_speedup

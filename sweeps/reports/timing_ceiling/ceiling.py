@@ -5,15 +5,17 @@
 Times the full model and HashEE at 1.5x/2x/3x (frequency hash from 8,000 training examples, untrained heads) on
 every batch (of BATCH examples, the harness's length-sorted batches) of the dev split, each batch's functions
 interleaved, REPEATS rounds, fastest time per batch. Then:
-- the *fixed cost* of a batch, the part of its time that does not grow with its tokens: the full model on the first
-  k rows of the dev split's median-length batch, k = 1, 2, 4, ... BATCH (the same width, so the same padding and
-  attention shape per row), fastest of 5 rounds each; the intercept of a least-squares line of time against the
-  real tokens (``fixed_by_rows``);
+- the *fixed cost* of a batch, the part of its time that does not grow with its tokens
+  (``hashee.core.cost.fixed_batch_cost``, as ``hashee-scaling`` measures it): the full model on the first k rows
+  of the dev split's median-length batch, k = 1, 2, 4, ... BATCH (the same width, so the same padding and attention
+  shape per row), fastest of 5 rounds each; the intercept of a least-squares line of time against the real tokens
+  (``fixed_by_rows``);
 - two direct checks of that cost: the full model on a one-row, two-token batch, and the encoder's 24 matrix
   products alone (its real weights, 8 rows each, in layer order, so each layer's weights come from memory as in a
   real pass);
-- the *ceiling* of a target: the full model's time over the time of a method that pays the fixed cost once per
-  batch and the rest in proportion to its FLOPs, divided by the FLOPs speed-up. It is the most that any method
+- the *ceiling* of a target (``hashee.core.cost.efficiency_ceiling``): the full model's time over the time of a
+  method that pays the fixed cost once per batch and the rest in proportion to its FLOPs, divided by the FLOPs
+  speed-up. It is the most that any method
   that runs every layer on every batch can reach on this machine. HashEE's *excess* is its measured time minus
   that method's;
 - a cross-check: the full model's per-batch times over the dev split against their FLOPs, fitted as a line
@@ -33,6 +35,7 @@ from scipy import stats
 
 from hashee.core.allocator import allocator_setting, keep_freed_memory
 from hashee.core.backbone import load_backbone
+from hashee.core.cost import efficiency_ceiling, fixed_batch_cost
 from hashee.core.encoder import fused_linear
 from hashee.experiments.steps import build_data, cache_dir, instantiate_method
 from hashee.tasks.spec import TaskSpec
@@ -65,21 +68,6 @@ def fastest(fn, rounds: int = 7, inner: int = 20) -> float:
             fn()
         best = min(best, (time.perf_counter() - start) / inner)
     return best
-
-
-def fixed_by_rows(ref, batches: list[dict], batch_size: int) -> dict:
-    """The full model on the first k rows of the median batch: time against real tokens, and its intercept."""
-    batch = batches[len(batches) // 2]
-    rows = [k for k in (1, 2, 4, 8, 16, 32, 64, 128) if k <= batch["input_ids"].shape[0]]
-    tokens, seconds = [], []
-    for k in rows:
-        sub = {name: value[:k] for name, value in batch.items() if torch.is_tensor(value)}
-        tokens.append(int(sub["attention_mask"].sum()))
-        seconds.append(fastest(lambda: ref.full_logits(sub), rounds=5, inner=max(1, 32 // k)))
-    line = stats.linregress(tokens, seconds)
-    return {"width": int(batch["input_ids"].shape[1]), "rows": rows, "tokens": tokens, "seconds": seconds,
-            "fixed_s": line.intercept, "fixed_stderr_s": line.intercept_stderr, "s_per_token": line.slope,
-            "r2": line.rvalue ** 2}
 
 
 def weight_stream_seconds(encoder) -> float:
@@ -121,7 +109,7 @@ def main() -> None:
             tiny["token_type_ids"] = batches[0]["token_type_ids"][:1, :2]
         tiny_full = fastest(lambda: ref.full_logits(tiny))
         streams = weight_stream_seconds(ref.encoder)
-        by_rows = fixed_by_rows(ref, batches, batch_size)
+        by_rows = fixed_batch_cost(ref.full_logits, batches[len(batches) // 2])
     best = {name: t.min(axis=0) for name, t in per_batch.items()}
     flops_full = np.array([float(ref.full_flops(b).sum()) for b in batches])
     flops = {f"hashee@{t}": np.array([float(m.batch_flops(b).sum()) for b in batches]) for t, m in modules.items()}
@@ -140,10 +128,11 @@ def main() -> None:
     for name, f in flops.items():
         flops_speedup = float(flops_full.sum() / f.sum())
         measured = float(best[name].sum())
-        ideal = fixed + (full_s - fixed) / flops_speedup
+        ceiling = efficiency_ceiling(full_s, fixed, flops_speedup)
+        ideal = full_s / ceiling / flops_speedup  # the time of a method at the ceiling
         out["targets"][name] = {
             "flops_speedup": flops_speedup, "hashee_s": measured, "efficiency": full_s / measured / flops_speedup,
-            "ceiling": full_s / ideal / flops_speedup, "excess_s": measured - ideal, "excess_share": (measured - ideal) / measured,
+            "ceiling": ceiling, "excess_s": measured - ideal, "excess_share": (measured - ideal) / measured,
             "ceiling_from_fit_over_batches": full_s / float((fit.intercept + fit.slope * f).sum()) / flops_speedup}
     print(json.dumps(out, indent=1))
 

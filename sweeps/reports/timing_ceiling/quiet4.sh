@@ -1,0 +1,20 @@
+#!/bin/bash
+# The rest of the 2026-12-06 quiet window, after quiet3.sh's ceilings: the generation 1.5x run's timing against the
+# same decoding steps, the one batch-1 cell that missed (MRPC BERxiT 3x, first timed beside three trainings) re-run
+# alone, and the scaling table with each cell's ceiling. From the clone of the measured commit; nothing else running.
+set -u
+cd "${CLONE:-/tmp/m_measure}"
+OUT=${OUT:-/work/runs/timing_ceiling}
+G=/work/shared/data/glue
+mkdir -p "$OUT"
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false HASHEE_CACHE=/work/runs/cache
+git log --oneline -1; uptime
+.venv/bin/python sweeps/reports/timing_kernels/gen_kernels.py \
+    "/work/runs/generation_1.5x/+sweep=generation,eval.threads=1,method=hashee,target_speedup=1.5" 5 > "$OUT/gen_kernels_1.5x.json" 2> "$OUT/gen_kernels.err"
+echo GEN-DONE; uptime
+.venv/bin/hashee-bench task=mrpc method=berxit target_speedup=3 seed=0 data.glue_dir=$G data.train_limit=8000 \
+    eval.threads=1 logger=none progress_bar=false hydra.run.dir="$OUT/mrpc_berxit_3x" > "$OUT/mrpc_berxit_3x.log" 2>&1
+echo "BERXIT-DONE rc=$?"; uptime
+timeout 1800 .venv/bin/hashee-scaling data.glue_dir=$G --inputs sst2,rotten_tomatoes,mrpc,bbc_news@128,bbc_news@512 \
+    --batch-sizes 1,8,32,128 --targets 1.5,2,3 --tokens 3000 --repeats 3 --threads 2 --out "$OUT/scaling" > "$OUT/scaling.log" 2>&1
+echo "SCALING-DONE rc=$?"; uptime
