@@ -103,3 +103,6 @@ def test_fixed_batch_cost_recovers_the_intercept_of_a_known_cost():
     assert seen_rows == {1, 2, 4, 8} and fixed["tokens"] == [2, 4, 8, 16] and fixed["width"] == 3
     assert fixed["fixed_s"] == pytest.approx(0.003, abs=0.0015)
     assert fixed["s_per_token"] == pytest.approx(0.001, rel=0.3)
+    # the line keeps sub-batches of at most max_tokens real tokens, and always two row counts
+    assert fixed_batch_cost(run, batch, rounds=1, max_tokens=8)["tokens"] == [2, 4, 8]
+    assert fixed_batch_cost(run, batch, rounds=1, max_tokens=1)["rows"] == [1, 2]

@@ -103,16 +103,25 @@ def time_inference(run_batch: Callable[[Any], Any], batches: Iterable[Any], warm
         return time.perf_counter() - start
 
 
-def fixed_batch_cost(run_batch: Callable[[Any], Any], batch: dict[str, torch.Tensor], rounds: int = 5) -> dict[str, Any]:
+FIXED_COST_MAX_TOKENS = 1024  # fixed_batch_cost fits its line on sub-batches of at most this many real tokens
+
+
+def fixed_batch_cost(run_batch: Callable[[Any], Any], batch: dict[str, torch.Tensor], rounds: int = 5,
+                     max_tokens: int | None = FIXED_COST_MAX_TOKENS) -> dict[str, Any]:
     """The part of a batch's time that does not grow with its tokens, measured on the first k rows of ``batch``.
 
-    ``run_batch`` (the full model) runs on k = 1, 2, 4, ... rows (all of the batch's width, so each row's padding and
-    attention shape stay the same), fastest of ``rounds``; a least-squares line of time against real tokens gives
-    the intercept, ``fixed_s``. On CPU it is mostly every layer's weights read from memory once per batch: a method
-    that runs every layer pays it whatever its FLOPs.
+    ``run_batch`` (the full model) runs on k = 1, 2, 4, ... rows (all of the batch's width), fastest of ``rounds``;
+    a least-squares line of time against real tokens gives the intercept, ``fixed_s``. On CPU it is mostly every
+    layer's weights read from memory once per batch: a method that runs every layer pays it whatever its FLOPs.
+    The line uses the row counts of at most ``max_tokens`` real tokens (always at least two; ``None``: every one):
+    beyond that the layer's activations outgrow the cache, time per token rises, and a line through those points
+    has a meaningless (even negative) intercept.
     """
     count = batch["input_ids"].shape[0]
-    rows = sorted({min(count, 2 ** i) for i in range(count.bit_length() + 1)})
+    candidates = sorted({min(count, 2 ** i) for i in range(count.bit_length() + 1)})
+    real = [int(batch["attention_mask"][:k].sum()) for k in candidates]
+    rows = [k for k, t in zip(candidates, real) if max_tokens is None or t <= max_tokens]
+    rows = rows if len(rows) >= 2 else candidates[:2]
     tokens, seconds = [], []
     with torch.inference_mode():
         for k in rows:
@@ -131,7 +140,7 @@ def fixed_batch_cost(run_batch: Callable[[Any], Any], batch: dict[str, torch.Ten
         return {"rows": rows, "tokens": tokens, "seconds": seconds, "fixed_s": 0.0, "fixed_stderr_s": float("nan")}
     line = stats.linregress(tokens, seconds)
     return {"width": int(batch["input_ids"].shape[1]), "rows": rows, "tokens": tokens, "seconds": seconds,
-            "fixed_s": float(line.intercept), "fixed_stderr_s": float(line.intercept_stderr),
+            "max_tokens": max_tokens, "fixed_s": float(line.intercept), "fixed_stderr_s": float(line.intercept_stderr),
             "s_per_token": float(line.slope), "r2": float(line.rvalue ** 2)}
 
 

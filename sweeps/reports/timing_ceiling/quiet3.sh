@@ -1,7 +1,6 @@
 #!/bin/bash
-# The quiet window of 2026-12-06 (second session): the fixed per-batch cost and the efficiency ceiling at batch 32 and
-# 128, the generation 1.5x run's timing against the same decoding steps, the one batch-1 cell that missed (MRPC BERxiT
-# 3x, first timed beside three trainings) re-run alone, and the scaling table at the current code.
+# The quiet window of 2026-12-06 (second session), at 6921007: the fixed per-batch cost and the efficiency ceiling at
+# batch 32 and 128 on SST-2, MRPC and STS-B dev.
 # From the clone of the measured commit; nothing else running.
 set -u
 cd "${CLONE:-/tmp/m_measure}"
@@ -16,12 +15,6 @@ for batch in 32 128; do
     echo "CEILING $task $batch"; uptime
   done
 done
-.venv/bin/python sweeps/reports/timing_kernels/gen_kernels.py \
-    "/work/runs/generation_1.5x/+sweep=generation,eval.threads=1,method=hashee,target_speedup=1.5" 5 > "$OUT/gen_kernels_1.5x.json" 2> "$OUT/gen_kernels.err"
-echo GEN-DONE; uptime
-.venv/bin/hashee-bench task=mrpc method=berxit target_speedup=3 seed=0 data.glue_dir=$G data.train_limit=8000 \
-    eval.threads=1 logger=none progress_bar=false hydra.run.dir="$OUT/mrpc_berxit_3x" > "$OUT/mrpc_berxit_3x.log" 2>&1
-echo "BERXIT-DONE rc=$?"; uptime
-timeout 1500 .venv/bin/hashee-scaling data.glue_dir=$G --inputs sst2,rotten_tomatoes,mrpc,bbc_news@128,bbc_news@512 \
-    --batch-sizes 1,8,32,128 --targets 1.5,2,3 --tokens 3000 --repeats 3 --threads 2 --out "$OUT/scaling" > "$OUT/scaling.log" 2>&1
-echo "SCALING-DONE rc=$?"; uptime
+# (this window was stopped here, after the ceilings, and went on with quiet4.sh at ae11057, which adds each
+# scaling cell's ceiling to hashee-scaling. At ae11057 ceiling.py measures the fixed cost with the function it moved
+# into hashee.core.cost, the same procedure plus one untimed call per row count; its JSON keys are the same)
