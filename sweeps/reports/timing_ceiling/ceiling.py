@@ -23,8 +23,12 @@ interleaved, REPEATS rounds, fastest time per batch. Then:
 - a cross-check: the full model's per-batch times over the dev split against their FLOPs, fitted as a line
   (``fit_full_over_batches``). Its intercept mixes lengths: attention grows with the square of the length and the
   full model computes its (at most 10 %) padding, so it is not used for the ceiling.
+
+The committed JSONs ran at 6921007, whose ``load`` composed the configs itself; it now builds them with
+``hashee-scaling``'s ``build_input``, checked to give the same batches, per-batch FLOPs and FLOPs speed-ups.
 """
 
+import argparse
 import json
 import sys
 import time
@@ -32,34 +36,22 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_module
 from scipy import stats
 
+from hashee.cli.scaling import build_input
 from hashee.core.allocator import allocator_setting, keep_freed_memory
-from hashee.core.backbone import load_backbone
 from hashee.core.cost import efficiency_ceiling, fixed_batch_cost
 from hashee.core.encoder import fused_linear
-from hashee.experiments.steps import build_data, cache_dir, instantiate_method
-from hashee.tasks.spec import TaskSpec
 
 TARGETS = ("1.5", "2", "3")
 
 
 def load(task: str, batch_size: int):
-    base = [f"task={task}", "data.glue_dir=/work/shared/data/glue", "data.train_limit=8000", "logger=none"]
-    with initialize_config_module(config_module="hashee_conf", version_base="1.3"):
-        cfgs = {t: compose(config_name="config", overrides=[*base, "method=hashee", f"target_speedup={t}"])
-                for t in TARGETS}
-    cfg = cfgs["2"]
-    spec = TaskSpec.from_config(cfg.task)
-    backbone = load_backbone(cfg.backbone)
-    datamodule = build_data(cfg, spec, backbone.tokenizer, backbone.source)
-    modules = {}
-    for target, c in cfgs.items():
-        module = instantiate_method(c.method, spec=spec, backbone=backbone, optim=c.optim)
-        module.prepare(datamodule, cache_dir(c))
-        modules[target] = module.eval()
-    return modules, datamodule.eval_batches("test", batch_size=batch_size)
+    """HashEE at every target on one backbone, and the whole dev split in batches of ``batch_size``, as
+    ``hashee-scaling`` builds an input (its token budget set high enough to keep every example)."""
+    options = argparse.Namespace(targets=",".join(TARGETS), tokens=10 ** 9)
+    data = build_input(task, ["data.glue_dir=/work/shared/data/glue", "data.train_limit=8000"], options, batch_size)
+    return data["modules"], data["datamodule"].eval_batches("test", batch_size=batch_size)
 
 
 def fastest(fn, rounds: int = 7, inner: int = 20) -> float:

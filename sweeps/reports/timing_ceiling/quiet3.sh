@@ -2,13 +2,7 @@
 # The quiet window of 2026-12-06 (second session), at 6921007: the fixed per-batch cost and the efficiency ceiling at
 # batch 32 and 128 on SST-2, MRPC and STS-B dev.
 # From the clone of the measured commit; nothing else running.
-set -u
-cd "${CLONE:-/tmp/m_measure}"
-OUT=${OUT:-/work/runs/timing_ceiling}
-G=/work/shared/data/glue
-mkdir -p "$OUT"
-export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false HASHEE_CACHE=/work/runs/cache
-git log --oneline -1; uptime
+source "$(dirname "$0")/env.sh"
 for batch in 32 128; do
   for task in sst2 mrpc stsb; do
     .venv/bin/python sweeps/reports/timing_ceiling/ceiling.py $task 2 5 $batch > "$OUT/ceiling_${task}_$batch.json" 2> "$OUT/ceiling.err"

@@ -2,13 +2,7 @@
 # The rest of the 2026-12-06 quiet window, after quiet3.sh's ceilings: the generation 1.5x run's timing against the
 # same decoding steps, the one batch-1 cell that missed (MRPC BERxiT 3x, first timed beside three trainings) re-run
 # alone, and the scaling table with each cell's ceiling. From the clone of the measured commit; nothing else running.
-set -u
-cd "${CLONE:-/tmp/m_measure}"
-OUT=${OUT:-/work/runs/timing_ceiling}
-G=/work/shared/data/glue
-mkdir -p "$OUT"
-export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false HASHEE_CACHE=/work/runs/cache
-git log --oneline -1; uptime
+source "$(dirname "$0")/env.sh"
 .venv/bin/python sweeps/reports/timing_kernels/gen_kernels.py \
     "/work/runs/generation_1.5x/+sweep=generation,eval.threads=1,method=hashee,target_speedup=1.5" 5 > "$OUT/gen_kernels_1.5x.json" 2> "$OUT/gen_kernels.err"
 echo GEN-DONE; uptime
