@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hashee.core.cost import CostModel, efficiency_ceiling, fixed_batch_cost, time_inference
+from hashee.core import cost as cost_module
+from hashee.core.cost import CostModel, efficiency_ceiling, fastest_call, fixed_batch_cost, time_inference
 from hashee.core.encoder import MultiExitEncoder
 
 
@@ -78,6 +79,19 @@ def test_time_inference_runs_every_batch():
     assert seen == [1, 2, 1, 2, 3] and seconds >= 0
 
 
+def test_fastest_call_keeps_the_fastest_round_per_call(monkeypatch):
+    clock, durations, calls = [0.0], iter([0.5, 0.5, 0.2, 0.2, 0.9, 0.9]), []
+    monkeypatch.setattr(cost_module, "perf_counter", lambda: clock[0])
+
+    def fn():
+        calls.append(1)
+        if len(calls) % 3 != 1:  # each round's first call is its warm-up: untimed, it takes no clock time here
+            clock[0] += next(durations)
+
+    assert fastest_call(fn, calls=2, rounds=3, warmup=1) == pytest.approx(0.2)
+    assert len(calls) == 9
+
+
 def test_efficiency_ceiling_is_one_without_a_fixed_cost_and_falls_with_it():
     assert efficiency_ceiling(10.0, 0.0, 2.0) == pytest.approx(1.0)
     # 1 s of 10 fixed: the method takes 1 + 9 / 2 = 5.5 s, measured 10 / 5.5 = 1.818x for FLOPs 2x
@@ -87,17 +101,17 @@ def test_efficiency_ceiling_is_one_without_a_fixed_cost_and_falls_with_it():
     assert efficiency_ceiling(10.0, -0.5, 2.0) == pytest.approx(1.0)  # a negative intercept (noise) counts as none
 
 
-def test_fixed_batch_cost_recovers_the_intercept_of_a_known_cost():
-    """A fake model that sleeps 3 ms per batch plus 1 ms per real token: the intercept is the 3 ms."""
-    import time
-
+def test_fixed_batch_cost_recovers_the_intercept_of_a_known_cost(monkeypatch):
+    """A fake model that takes 3 ms per batch plus 1 ms per real token, on a fake clock: the intercept is the 3 ms."""
+    clock = [0.0]
+    monkeypatch.setattr(cost_module, "perf_counter", lambda: clock[0])
     batch = {"input_ids": torch.ones(8, 3, dtype=torch.long), "attention_mask": torch.ones(8, 3, dtype=torch.long)}
     batch["attention_mask"][:, 2] = 0  # two real tokens per row: padding is not counted as tokens
     seen_rows = set()
 
     def run(sub):
         seen_rows.add(sub["input_ids"].shape[0])
-        time.sleep(0.003 + 0.001 * int(sub["attention_mask"].sum()))
+        clock[0] += 0.003 + 0.001 * int(sub["attention_mask"].sum())
 
     fixed = fixed_batch_cost(run, batch, rounds=2)
     assert seen_rows == {1, 2, 4, 8} and fixed["tokens"] == [2, 4, 8, 16] and fixed["width"] == 3

@@ -15,9 +15,10 @@ to back share the machine's state). As a noise check the full model is timed a s
 (``full_again``); ``noise_check`` = its fastest pass / the first one's, flagged when off by more than 5 %.
 Per input, the full model's *fixed cost* per batch (time that does not grow with tokens: on CPU, every layer's
 weights read from memory once per batch; :func:`hashee.core.cost.fixed_batch_cost` on sub-batches of up to 1,024
-tokens of the median batch of the largest batch size) gives each HashEE cell its ``ceiling``: the efficiency of a method that pays that cost once per
-batch, as the full model does, and everything else in proportion to its FLOPs. Each input uses the
-same examples at every batch size: the first ``max(largest batch, tokens / mean length)`` of the split.
+tokens of the median batch of the largest batch size) gives each HashEE cell its ``ceiling``: the efficiency of a
+method that pays that cost once per batch, as the full model does, and everything else in proportion to its FLOPs.
+Each input uses the same examples at every batch size: the first ``max(largest batch, tokens / mean length)`` of
+the split.
 Writes ``scaling.json``, ``scaling.md`` and two plots (efficiency against batch size, and against length).
 """
 

@@ -14,8 +14,8 @@ Padding never counts: every function takes real (non-pad) lengths or masks.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any, Callable, Iterable
 
 import torch
@@ -97,10 +97,24 @@ def time_inference(run_batch: Callable[[Any], Any], batches: Iterable[Any], warm
     with torch.inference_mode():
         for batch in batches[:warmup]:
             run_batch(batch)
-        start = time.perf_counter()
+        start = perf_counter()
         for batch in batches:
             run_batch(batch)
-        return time.perf_counter() - start
+        return perf_counter() - start
+
+
+def fastest_call(fn: Callable[[], Any], calls: int = 1, rounds: int = 5, warmup: int = 0) -> float:
+    """Seconds per call of ``fn``: the fastest of ``rounds`` rounds of ``calls`` back-to-back calls, each round
+    after ``warmup`` untimed calls (the best-of-rounds protocol of the microbenchmarks)."""
+    best = float("inf")
+    for _ in range(rounds):
+        for _ in range(warmup):
+            fn()
+        start = perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (perf_counter() - start) / calls)
+    return best
 
 
 FIXED_COST_MAX_TOKENS = 1024  # fixed_batch_cost fits its line on sub-batches of at most this many real tokens
@@ -119,23 +133,16 @@ def fixed_batch_cost(run_batch: Callable[[Any], Any], batch: dict[str, torch.Ten
     """
     count = batch["input_ids"].shape[0]
     candidates = sorted({min(count, 2 ** i) for i in range(count.bit_length() + 1)})
-    real = [int(batch["attention_mask"][:k].sum()) for k in candidates]
-    rows = [k for k, t in zip(candidates, real) if max_tokens is None or t <= max_tokens]
+    real = {k: int(batch["attention_mask"][:k].sum()) for k in candidates}
+    rows = [k for k in candidates if max_tokens is None or real[k] <= max_tokens]
     rows = rows if len(rows) >= 2 else candidates[:2]
-    tokens, seconds = [], []
+    tokens = [real[k] for k in rows]
+    seconds = []
     with torch.inference_mode():
         for k in rows:
             sub = {name: value[:k] for name, value in batch.items() if torch.is_tensor(value)}
-            repeat = max(1, 32 // k)
-            run_batch(sub)
-            best = float("inf")
-            for _ in range(rounds):
-                start = time.perf_counter()
-                for _ in range(repeat):
-                    run_batch(sub)
-                best = min(best, (time.perf_counter() - start) / repeat)
-            tokens.append(int(sub["attention_mask"].sum()))
-            seconds.append(best)
+            run_batch(sub)  # warm-up
+            seconds.append(fastest_call(lambda: run_batch(sub), calls=max(1, 32 // k), rounds=rounds))
     if len(rows) < 2:
         return {"rows": rows, "tokens": tokens, "seconds": seconds, "fixed_s": 0.0, "fixed_stderr_s": float("nan")}
     line = stats.linregress(tokens, seconds)

@@ -40,7 +40,7 @@ from scipy import stats
 
 from hashee.cli.scaling import build_input
 from hashee.core.allocator import allocator_setting, keep_freed_memory
-from hashee.core.cost import efficiency_ceiling, fixed_batch_cost
+from hashee.core.cost import efficiency_ceiling, fastest_call, fixed_batch_cost
 from hashee.core.encoder import fused_linear
 
 TARGETS = ("1.5", "2", "3")
@@ -52,16 +52,6 @@ def load(task: str, batch_size: int):
     options = argparse.Namespace(targets=",".join(TARGETS), tokens=10 ** 9)
     data = build_input(task, ["data.glue_dir=/work/shared/data/glue", "data.train_limit=8000"], options, batch_size)
     return data["modules"], data["datamodule"].eval_batches("test", batch_size=batch_size)
-
-
-def fastest(fn, rounds: int = 7, inner: int = 20) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        best = min(best, (time.perf_counter() - start) / inner)
-    return best
 
 
 def weight_stream_seconds(encoder) -> float:
@@ -77,7 +67,7 @@ def weight_stream_seconds(encoder) -> float:
     def run():
         for weight, bias in products:
             F.linear(inputs[weight.shape[1]], weight, bias)
-    return fastest(run)
+    return fastest_call(run, calls=20, rounds=7)
 
 
 def main() -> None:
@@ -101,24 +91,24 @@ def main() -> None:
         tiny = {"input_ids": batches[0]["input_ids"][:1, :2], "attention_mask": batches[0]["attention_mask"][:1, :2]}
         if "token_type_ids" in batches[0]:
             tiny["token_type_ids"] = batches[0]["token_type_ids"][:1, :2]
-        tiny_full = fastest(lambda: ref.full_logits(tiny))
+        tiny_full = fastest_call(lambda: ref.full_logits(tiny), calls=20, rounds=7)
         streams = weight_stream_seconds(ref.encoder)
         by_rows = fixed_batch_cost(ref.full_logits, batches[len(batches) // 2], max_tokens=None)  # every row count
     best = {name: t.min(axis=0) for name, t in per_batch.items()}
     flops_full = np.array([float(ref.full_flops(b).sum()) for b in batches])
     flops = {f"hashee@{t}": np.array([float(m.batch_flops(b).sum()) for b in batches]) for t, m in modules.items()}
     fit = stats.linregress(flops_full, best["full"])
+    full_s = float(best["full"].sum())
+    fixed = by_rows["fixed_s"] * len(batches)
     out = {"task": task, "threads": threads, "repeats": repeats, "allocator": allocator_setting(),
            "batches": len(batches), "batch_size": batch_size, "tokens_per_batch": [int(b["attention_mask"].sum()) for b in batches],
            "fixed_by_rows": by_rows,
            "fit_full_over_batches": {"fixed_s_per_batch": fit.intercept, "intercept_stderr_s": fit.intercept_stderr,
                                      "s_per_gflop": fit.slope * 1e9, "r2": fit.rvalue ** 2},
            "fixed_direct": {"full_model_one_row_two_tokens_s": tiny_full, "matrix_products_8_rows_s": streams},
-           "full_s": float(best["full"].sum()), "full_fixed_share": by_rows["fixed_s"] * len(batches) / float(best["full"].sum()),
+           "full_s": full_s, "full_fixed_share": fixed / full_s,
            "targets": {}, "per_batch_s": {n: t.tolist() for n, t in best.items()},
            "flops_full_per_batch": flops_full.tolist()}
-    full_s = float(best["full"].sum())
-    fixed = by_rows["fixed_s"] * len(batches)
     for name, f in flops.items():
         flops_speedup = float(flops_full.sum() / f.sum())
         measured = float(best[name].sum())

@@ -6,13 +6,13 @@ memory kept, fastest of 7 rounds.
 """
 
 import json
-import time
 
 import torch
 import torch.nn.functional as F
 
 from hashee.core.allocator import keep_freed_memory
 from hashee.core.attention import bmm_attention
+from hashee.core.cost import fastest_call
 
 torch.set_num_threads(2)
 keep_freed_memory()
@@ -22,15 +22,7 @@ SHAPES = ((32, 25, 25), (32, 18, 25), (32, 10, 25), (32, 54, 54), (32, 90, 90), 
 
 
 def milliseconds(fn, calls: int) -> float:
-    best = float("inf")
-    for _ in range(7):
-        for _ in range(3):
-            fn()
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls * 1e3)
-    return best
+    return fastest_call(fn, calls, rounds=7, warmup=3) * 1e3
 
 
 rows_out = []

@@ -5,12 +5,12 @@ the FFN (384 -> 1536, 1536 -> 384), the fused Q/K/V (384 -> 1152) and one projec
 """
 
 import json
-import time
 
 import torch
 import torch.nn.functional as F
 
 from hashee.core.allocator import keep_freed_memory
+from hashee.core.cost import fastest_call
 
 torch.set_num_threads(2)
 keep_freed_memory()
@@ -19,15 +19,7 @@ SHAPES = ((384, 1536), (1536, 384), (384, 1152), (384, 384))
 
 
 def seconds(fn, calls: int) -> float:
-    best = float("inf")
-    for _ in range(5):
-        for _ in range(3):
-            fn()
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
+    return fastest_call(fn, calls, rounds=5, warmup=3)
 
 
 out = {"threads": torch.get_num_threads(), "gflops": {}}
