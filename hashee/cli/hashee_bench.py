@@ -1,8 +1,9 @@
 """The ``hashee-bench`` command: a thin Hydra entry point around :func:`hashee.experiments.dispatch.run_experiment`.
 
-In a multirun, a job whose directory already holds complete results for the same configuration
-is skipped (so an interrupted sweep resumes), and a failing job is recorded and never stops the
-others. A single run that fails on bad config or data (a numeric knob that is not a number
+In a multirun, a job whose directory already holds complete results for the same configuration and
+code is skipped (so an interrupted sweep resumes; ``resume=config`` reuses results of other code too),
+a job another process is running is skipped as ``elsewhere`` (one job, one runner), and a failing job is
+recorded and never stops the others. A single run that fails on bad config or data (a numeric knob that is not a number
 included) prints one line and exits with status 2; any other failure is recorded in results.json
 (``failed`` with its line) before the traceback, and SIGINT/SIGTERM end a run ``interrupted``
 (exit 130/143): only a killed process leaves ``running``.
@@ -32,7 +33,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from hashee.cli.sweep import record_job
 from hashee.core.errors import ConfigError, HasheeError
-from hashee.runs.identity import config_fingerprint, is_complete
+from hashee.runs.identity import config_fingerprint, reusable
+from hashee.runs.lock import describe_holder, holder, job_lock
 from hashee.runs.recipe import check_recipe
 from hashee.runs.results import Interrupted, read_results, write_results
 
@@ -150,20 +152,58 @@ register_tune_sampler()
 
 @hydra.main(version_base="1.3", config_path="pkg://hashee_conf", config_name="config")
 def app(cfg: DictConfig) -> float | None:
-    """Train and evaluate one configured method; return the primary *validation* metric (for sweepers)."""
-    from hashee.experiments.dispatch import check_ddp_support, run_experiment  # heavy: after Hydra parsed the command line
+    """Train and evaluate one configured method; return the primary *validation* metric (for sweepers).
 
+    In a multirun the job runs under its lock (:mod:`hashee.runs.lock`): a job another process runs now is
+    skipped here and logged ``elsewhere``."""
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     sweep_dir = Path(hydra_cfg.sweep.dir) if multirun else None
     job = {"job": hydra_cfg.job.override_dirname or run_dir.name, "run_dir": str(run_dir)}
     fingerprint = config_fingerprint(cfg)
-    previous = read_results(run_dir)
-    if is_complete(previous, fingerprint):
-        log.info("skipping %s: complete results for this configuration exist", run_dir)
+    finished = finished_results(cfg, run_dir, fingerprint, job["job"])
+    if finished is not None:
         record(sweep_dir, {**job, "status": "skipped"})
-        return sweeper_objective(previous)
+        return sweeper_objective(finished)
+    if not multirun:
+        return run_job(cfg, run_dir, fingerprint, job, sweep_dir)
+    with job_lock(run_dir) as lock:
+        if lock is None:  # another process (a second sweep on this directory) runs this job now
+            where = describe_holder(holder(run_dir))
+            print(f"[sweep] {job['job']}: running elsewhere ({where}), skipped here", flush=True)
+            record(sweep_dir, {**job, "status": "elsewhere", "holder": where})
+            return None
+        finished = finished_results(cfg, run_dir, fingerprint, job["job"], quiet=True)  # finished while we waited
+        if finished is not None:
+            record(sweep_dir, {**job, "status": "skipped"})
+            return sweeper_objective(finished)
+        return run_job(cfg, run_dir, fingerprint, job, sweep_dir)
+
+
+def finished_results(cfg: DictConfig, run_dir: Path, fingerprint: str, job: str, quiet: bool = False) -> dict | None:
+    """The complete results of this job when they can be reused (same config, and same code unless
+    ``resume=config``); a job whose results came from other code is re-run, with one line that says so."""
+    previous = read_results(run_dir)
+    try:
+        reuse, why = reusable(previous, fingerprint, str(cfg.get("resume") or "code"))
+    except HasheeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if reuse:
+        log.info("skipping %s: complete results for this configuration and code exist", run_dir)
+        return previous
+    if why and not quiet:
+        print(f"[sweep] {job}: {why}", flush=True)
+    return None
+
+
+def run_job(cfg: DictConfig, run_dir: Path, fingerprint: str, job: dict, sweep_dir: Path | None) -> float | None:
+    """Run one job and record its outcome; one line and exit 2 for a bad config or data in a single run."""
+    from hashee.experiments.dispatch import check_ddp_support, run_experiment  # heavy: after Hydra parsed the command line
+
+    hydra_cfg = HydraConfig.get()
+    multirun = sweep_dir is not None
     try:
         with sigterm_interrupts():
             check_numeric_knobs(cfg)

@@ -1,12 +1,14 @@
 """Resumable, validated Hydra multiruns.
 
 - :func:`hashee.runs.identity.config_fingerprint` identifies what a job computes; a job whose run directory
-  already holds a complete ``results.json`` with the same fingerprint is skipped (:mod:`hashee.cli.hashee_bench`).
+  already holds a complete ``results.json`` with the same config and code fingerprints is skipped, and a job
+  another process is running is skipped as ``elsewhere`` (:mod:`hashee.cli.hashee_bench`).
 - :class:`SweepCallback` (a Hydra callback, wired in ``conf/config.yaml``) checks every swept
   value before any job starts, logs each job's outcome to ``<sweep dir>/sweep_log.jsonl`` (works
   for launchers that run jobs in other processes), prints which job of how many starts and an
-  estimate of the time left, and prints how many jobs ran, were skipped and failed, with their
-  error lines, when the sweep ends. A sweep config with ``report_at_end: true`` (e.g. ``demo``)
+  estimate of the time left, and prints how many of *its own* jobs ran, were skipped, failed or ran
+  elsewhere, with their error lines, when the sweep ends (entries carry their sweep process's id, so two
+  processes on one directory each count their own). A sweep config with ``report_at_end: true`` (e.g. ``demo``)
   then writes its report and prints the comparison table and the report's paths; ``+sweep=tune``
   (``tune.write_recipe``) writes the best trial's recipe for ``recipe=tuned`` (:mod:`hashee.runs.recipe`).
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -26,33 +30,45 @@ from hashee.core.errors import ConfigError
 from hashee.runs.recipe import write_tuned_recipe
 
 SWEEP_LOG = "sweep_log.jsonl"
-SWEEP_START = ".sweep_start"
+SWEEP_STARTS = ".sweeps"  # one file per sweep process: when it started and how many jobs it has
+SWEEP_ID_ENV = "HASHEE_SWEEP_ID"  # set by the sweep process; its jobs (launchers' workers included) inherit it
+STATUSES = ("ran", "skipped", "failed", "elsewhere")
 CHECKED_GROUPS = ("task", "method", "hash", "backbone", "trainer", "callbacks", "logger", "experiment")
 
 
 def record_job(sweep_dir: Path, entry: dict[str, Any]) -> None:
-    """Append one job outcome to the sweep log (one JSON object per line; appends are atomic enough)."""
+    """Append one job outcome, tagged with its sweep process, to the sweep log (one JSON object per line;
+    appends are atomic enough)."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     with open(sweep_dir / SWEEP_LOG, "a") as handle:
-        handle.write(json.dumps({**entry, "time": time.time()}) + "\n")
+        handle.write(json.dumps({**entry, "sweep": os.environ.get(SWEEP_ID_ENV), "time": time.time()}) + "\n")
 
 
-def read_job_log(sweep_dir: Path, since: float = 0.0) -> list[dict[str, Any]]:
-    """Job outcomes logged at or after ``since`` (seconds since the epoch)."""
+def read_job_log(sweep_dir: Path, sweep: str | None = None) -> list[dict[str, Any]]:
+    """Job outcomes of one sweep process (``sweep``: its id), or every logged outcome (None)."""
     path = sweep_dir / SWEEP_LOG
     if not path.exists():
         return []
     entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [e for e in entries if e.get("time", 0) >= since]
+    return [e for e in entries if sweep is None or e.get("sweep") == sweep]
 
 
-def sweep_start(sweep_dir: Path) -> dict[str, Any]:
-    """When the current sweep started and how many jobs it has (``total`` None when unknown)."""
-    path = sweep_dir / SWEEP_START
-    if not path.exists():
-        return {"start": 0.0, "total": None}
-    text = path.read_text()
-    return json.loads(text) if text.startswith("{") else {"start": float(text), "total": None}
+def new_sweep_id() -> str:
+    """``host-pid-start``: tells apart two sweep processes on one directory."""
+    return f"{socket.gethostname()}-{os.getpid()}-{time.time():.3f}"
+
+
+def sweep_start(sweep_dir: Path, sweep: str | None) -> dict[str, Any]:
+    """When a sweep process started and how many jobs it has (``total`` None when unknown)."""
+    try:
+        return json.loads((sweep_dir / SWEEP_STARTS / f"{sweep}.json").read_text())
+    except (OSError, ValueError):
+        return {"start": time.time(), "total": None}
+
+
+def count_outcomes(entries: list[dict[str, Any]]) -> dict[str, int]:
+    """How many jobs ran, were skipped, failed or ran elsewhere (another process held their lock)."""
+    return {status: sum(e.get("status") == status for e in entries) for status in STATUSES}
 
 
 def job_count(values: dict[str, list[Any]]) -> int | None:
@@ -188,7 +204,9 @@ class SweepCallback(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         trials = OmegaConf.select(config, "hydra.sweeper.n_trials")  # a sampling sweeper (Optuna) runs n_trials jobs
         total = int(trials) if trials is not None else job_count(values)
-        (sweep_dir / SWEEP_START).write_text(json.dumps({"start": time.time(), "total": total}))
+        sweep = os.environ[SWEEP_ID_ENV] = new_sweep_id()
+        (sweep_dir / SWEEP_STARTS).mkdir(exist_ok=True)
+        (sweep_dir / SWEEP_STARTS / f"{sweep}.json").write_text(json.dumps({"start": time.time(), "total": total}))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """One line a person can follow: which job of how many, and about how long the sweep has left."""
@@ -196,18 +214,18 @@ class SweepCallback(Callback):
         sweep_dir = OmegaConf.select(config, "hydra.sweep.dir")
         if job is None or sweep_dir is None or not str(OmegaConf.select(config, "hydra.mode")).endswith("MULTIRUN"):
             return
-        started = sweep_start(Path(sweep_dir))
-        entries = read_job_log(Path(sweep_dir), started["start"])
+        sweep = os.environ.get(SWEEP_ID_ENV)
+        started = sweep_start(Path(sweep_dir), sweep)
+        entries = read_job_log(Path(sweep_dir), sweep)
         print(f"[sweep] {progress_line(int(job) + 1, started['total'], entries, time.time(), started['start'])}: "
               f"{OmegaConf.select(config, 'hydra.job.override_dirname')}", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        start_file = sweep_dir / SWEEP_START
-        since = sweep_start(sweep_dir)["start"] if start_file.exists() else 0.0
-        entries = read_job_log(sweep_dir, since)
-        counts = {status: sum(e["status"] == status for e in entries) for status in ("ran", "skipped", "failed")}
-        print(f"sweep {sweep_dir}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed")
+        entries = read_job_log(sweep_dir, os.environ.get(SWEEP_ID_ENV))  # this process's jobs only
+        counts = count_outcomes(entries)
+        line = f"sweep {sweep_dir}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed"
+        print(line + (f", {counts['elsewhere']} running elsewhere" if counts["elsewhere"] else ""))
         for entry in entries:
             if entry["status"] == "failed":
                 print(f"  failed {entry.get('job')}: {entry.get('error')}")
@@ -238,6 +256,8 @@ def print_report(sweep_dir: Path) -> None:
         print(f"report not written: {exc}")
         return
     out = Path(report["out"])
+    if report.get("code_note"):
+        print(report["code_note"])
     print(markdown_table(report["table"]))
     print(f"report: {out / 'report.md'}\nreport: {out / 'report.html'} (self-contained)")
     for image in report["images"]:

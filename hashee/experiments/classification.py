@@ -32,8 +32,9 @@ def run_classification(cfg: DictConfig, run_dir: Path, fingerprint: str | None =
     backbone = load_backbone(cfg.backbone)
     datamodule = build_data(cfg, spec, backbone.tokenizer, backbone.source)
     module: ExitModule = instantiate_method(cfg.method, spec=spec, backbone=backbone, optim=cfg.optim)
-    method_info = {"pooling": backbone.pooling, "prepare": module.prepare(datamodule, cache_dir(cfg))}
-    log.info("heads read the %s pooled vector (backbone.pooling=%s)", backbone.pooling, cfg.backbone.get("pooling", "auto"))
+    pooling = module.encoder.pooling  # the backbone's, unless the method reads its own (hashee.pooling)
+    method_info = {"pooling": pooling, "prepare": module.prepare(datamodule, cache_dir(cfg))}
+    log.info("heads read the %s pooled vector (backbone.pooling=%s)", pooling, cfg.backbone.get("pooling", "auto"))
     logger = make_logger(cfg, run_dir, results["config"])
 
     results["train"] = train_or_reuse(cfg, module, datamodule, run_dir, logger)

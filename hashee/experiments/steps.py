@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from hashee.core.allocator import keep_freed_memory
 from hashee.core.errors import HasheeError
 from hashee.data.classification import TaskDataModule
-from hashee.runs.identity import config_fingerprint
+from hashee.runs.identity import code_version, config_fingerprint
 from hashee.runs.logger import log_summary
 from hashee.runs.recipe import describe, used_recipe
 from hashee.runs.results import package_versions, write_results
@@ -69,7 +69,7 @@ def start_run(cfg: DictConfig, run_dir: Path, fingerprint: str | None, experimen
     if experiment:
         results["experiment"] = experiment
     results.update(seed=int(cfg.seed), run_dir=str(run_dir), config_fingerprint=fingerprint or config_fingerprint(cfg),
-                   config=OmegaConf.to_container(cfg, resolve=True), versions=package_versions(),
+                   config=OmegaConf.to_container(cfg, resolve=True), versions=package_versions(), code=code_version(),
                    recipe=used_recipe(cfg))
     log.info("recipe: %s", describe(results["recipe"]))
     write_results(run_dir, results, status="running")

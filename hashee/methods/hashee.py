@@ -3,8 +3,10 @@
 No internal classifiers, no learned exit module, no extra parameters. At layer ``l`` only the
 tokens whose exit layer is >= ``l`` are gathered and computed; exited tokens keep their frozen
 state and (by default) still serve as keys/values. [CLS], special and unseen tokens run to the
-last layer ``D``; the backbone's pooler + a linear classifier read the pooled vector after layer ``D``
-([CLS], or the mean of every real token, exited ones with their frozen state: METHODS.md 2a).
+last layer ``D``; the backbone's pooler + a linear classifier read the pooled vector after layer ``D``:
+by default the backbone's pooling (METHODS.md 2a: for MiniLM the mean of every real token, exited ones
+with their frozen state); ``hashee.pooling=cls`` reads [CLS], which never exits, as the authors' model
+does, whatever the baselines read.
 Training uses exactly the hash used at inference, and no auxiliary loss.
 
 Differences from the original code (METHODS.md section 1), all deliberate:
@@ -23,6 +25,7 @@ from typing import Any, Mapping
 import torch
 
 from hashee.core.backbone import Backbone
+from hashee.core.cost import CostModel
 from hashee.core.errors import ConfigError
 from hashee.data.classification import TaskDataModule
 from hashee.hashes.cache import load_or_build_token_hash
@@ -32,6 +35,7 @@ from hashee.methods.base import ExitModule
 from hashee.tasks.spec import TaskSpec
 
 EXITED_TOKEN_MODES = ("attend", "drop")
+POOLINGS = ("cls", "mean")  # hashee.pooling; null = the backbone's (backbone.pooling)
 
 
 class HashEE(ExitModule):
@@ -45,11 +49,20 @@ class HashEE(ExitModule):
         if knobs.get("exited_tokens", "attend") not in EXITED_TOKEN_MODES:
             raise ConfigError(f"hashee.exited_tokens must be one of {EXITED_TOKEN_MODES}, got {knobs.get('exited_tokens')!r}")
         self.attend_exited = knobs.get("exited_tokens", "attend") == "attend"
+        self.use_pooling(knobs.get("pooling") or backbone.pooling, backbone)
         self.settings = HashSettings.from_config(hash, knobs, attend_exited=self.attend_exited)
         self.backbone_name = backbone.name
         self.special_ids = set(backbone.tokenizer.all_special_ids)
         self.vocab_size = backbone.model.config.vocab_size
         self.token_hash: TokenHash | None = None
+
+    def use_pooling(self, pooling: str, backbone: Backbone) -> None:
+        """Read ``pooling`` (``cls`` or ``mean``) after the last layer. The FLOPs reference (the full model)
+        is then counted with the same pooling: the mean costs ``n*d`` more, 0.004 % of a MiniLM layer stack."""
+        if pooling not in POOLINGS:
+            raise ConfigError(f"hashee.pooling must be one of {', '.join(POOLINGS)} or null, got {pooling!r}")
+        self.encoder.pooling = pooling
+        self.cost = CostModel.from_config(backbone.model.config, self.spec.num_labels, pooling=pooling)
 
     def prepare(self, datamodule: TaskDataModule, cache_dir: str | None) -> dict[str, Any]:
         """Build (or load from the disk cache) the hash from the training split only."""
@@ -78,7 +91,7 @@ class HashEE(ExitModule):
         exits = self.exit_layers(batch) if exits is None else exits
         hidden = self.encoder.forward_token_exits(batch["input_ids"], batch["attention_mask"], exits, self.depth,
                                                   batch.get("token_type_ids"), attend_exited=self.attend_exited)
-        return self.head(hidden, batch["attention_mask"])  # mean pooling: exited tokens with their frozen state
+        return self.head(hidden, batch["attention_mask"])  # mean pooling: exited tokens count with their frozen state
 
     def batch_flops(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.cost.token_exit_flops(self.exit_layers(batch), self.depth, self.attend_exited)

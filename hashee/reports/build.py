@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from hashee.reports import diagnostics as report_diagnostics
 from hashee.reports import statistics as report_stats
 from hashee.reports.aggregate import aggregate
-from hashee.reports.collect import collect_runs, deduplicate
+from hashee.reports.collect import collect_runs, deduplicate, mixed_code_note
 from hashee.reports.plots import plot_exit_histograms, plot_task
 from hashee.reports.render import html_page, markdown_table, write_csv
 
@@ -46,7 +46,10 @@ def build_report(sweep_dir: Path, out: Path, curve_targets: Iterable[float] = (1
     title = f"hashee-bench report: {sweep_dir.name}"
     counts = ", ".join(f"{v} {k}" for k, v in sorted(statuses.items()))
     md = [f"# {title}", "", f"Runs found: {counts}. Rows without a measured speed-up are read off a trained "
-          "model's curves (knob chosen on validation, test point reported).", "", markdown_table(table), ""]
+          "model's curves (knob chosen on validation, test point reported).", ""]
+    note = mixed_code_note(rows)
+    md += [note, ""] if note else []
+    md += [markdown_table(table), ""]
     md += [f"![{i}]({i})" for i in images if i not in stats["images"] + head_images]
     md += ["", stats["markdown"], ""] + [f"![{i}]({i})" for i in stats["images"]]
     if heads:
@@ -55,5 +58,5 @@ def build_report(sweep_dir: Path, out: Path, curve_targets: Iterable[float] = (1
     (out / "report.md").write_text(text)
     (out / "report.html").write_text(html_page(title, text, out))
     write_csv(rows, out / "runs.csv")
-    return {"out": str(out), "table": table, "images": images, "statuses": statuses, "rows": rows,
+    return {"out": str(out), "table": table, "code_note": note, "images": images, "statuses": statuses, "rows": rows,
             "statistics": stats["tables"], "exit_heads": heads}

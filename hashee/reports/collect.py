@@ -81,12 +81,31 @@ def collect_runs(sweep_dir: Path, curve_targets: Iterable[float] = ()) -> tuple[
             "efficiency": cost.get("efficiency"), "run_dir": str(path.parent), "source": "run",
             "exit_histogram": described.get("train_exit_histogram"),
             "exit_diagnostics": results.get("method_info", {}).get("exit_diagnostics"),
-            "primary_ci95": results.get("primary_ci95"),
+            "primary_ci95": results.get("primary_ci95"), "code": (results.get("code") or {}).get("fingerprint"),
             **{f"metric.{k}": v for k, v in results.get("metrics", {}).items()},
         }
         rows.append(row)
         rows.extend(curve_rows(results, row, curve_targets))
     return qualify_tasks_by_backbone(rows), dict(statuses)
+
+
+def code_versions(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Runs per code fingerprint (``not recorded`` for runs older than the record)."""
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        if row["source"] == "run":
+            counts[row.get("code") or "not recorded"] += 1
+    return dict(counts)
+
+
+def mixed_code_note(rows: list[dict[str, Any]]) -> str | None:
+    """One line for a report whose runs come from more than one code version (None when they all agree)."""
+    counts = code_versions(rows)
+    if len(counts) < 2:
+        return None
+    listed = ", ".join(f"{code} ({n} runs)" for code, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return (f"**Mixed code versions:** these runs come from {len(counts)} code versions ({listed}); a difference "
+            "between runs of different code may come from the code, not the method.")
 
 
 def deduplicate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

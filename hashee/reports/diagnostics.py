@@ -2,8 +2,10 @@
 
 Reads ``method_info.exit_diagnostics`` of every complete run (see :mod:`hashee.experiments.diagnostics`): a table
 of every head's primary metric on validation and on the reported split, with the heads that are not
-significantly better than the trivial predictor on validation flagged, and one plot per task (metric
-per layer on the reported split, one line per method, the trivial predictor as a dashed line).
+significantly better than the trivial predictor on validation flagged (by the test that fits the primary
+metric), and one plot per task (metric per layer on the reported split, one line per method, the trivial
+predictor as a dashed line: the predictor the test compared against where it tested the primary metric,
+else the majority class or training mean).
 """
 
 from __future__ import annotations
@@ -23,15 +25,25 @@ def head_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for run in runs:
         diagnostics = run.get("exit_diagnostics") or {}
+        if not diagnostics.get("heads"):
+            continue
         metric = run["primary_metric"]
-        for head in diagnostics.get("heads", []):
+        trivial, trivial_name = trivial_reference(diagnostics, metric)
+        for head in diagnostics["heads"]:
             rows.append({"task": run["task"], "method": run["method"], "target": run["target"], "seed": run["seed"],
                          "layer": head["layer"], "metric": metric, "val": head["val"].get(metric),
                          "test": head["test"].get(metric), "p_value": head["p_value_vs_trivial"],
-                         "degenerate": head["degenerate"], "trivial": diagnostics["trivial"]["test"].get(metric),
-                         "multi_head": len(diagnostics["heads"]) > 1,
-                         "trivial_name": diagnostics.get("trivial_predictor", "trivial predictor")})
+                         "degenerate": head["degenerate"], "trivial": trivial,
+                         "multi_head": len(diagnostics["heads"]) > 1, "trivial_name": trivial_name})
     return rows
+
+
+def trivial_reference(diagnostics: dict[str, Any], metric: str) -> tuple[float | None, str]:
+    """The trivial predictor's primary metric on the reported split and its name: the predictor the test compared
+    against when the test was on the primary metric (e.g. all-positive for F1), else the majority class (mean)."""
+    if diagnostics.get("tested_metric") == metric and "compared_trivial" in diagnostics:
+        return diagnostics["compared_trivial"]["test"], diagnostics["compared_predictor"]
+    return diagnostics["trivial"]["test"].get(metric), diagnostics.get("trivial_predictor", "trivial predictor")
 
 
 def series_key(row: dict[str, Any]) -> str:
@@ -61,8 +73,10 @@ def markdown_section(rows: list[dict[str, Any]]) -> str:
         groups[(row["task"], series_key(row), row["layer"])].append(row)
     lines = ["## Exit heads on their own", "",
              "Every example read at one head (validation / reported split, mean over seeds). A head is flagged "
-             "when on validation it is not significantly better than the trivial predictor (majority class; "
-             "regression: Spearman > 0), one-sided 5 %.", "",
+             "when on validation its primary metric is not significantly better than the trivial predictor's, "
+             "one-sided 5 %: accuracy against the majority class (binomial), MCC against 0 (permutation), "
+             "F1 against the all-positive predictor (paired bootstrap), any other classification metric by the "
+             "accuracy test, regression by Spearman against 0.", "",
              "| task | method | layer | metric | val | reported | trivial (reported) | seeds flagged |",
              "|---|---|---:|---|---:|---:|---:|---|"]
     for (task, series, layer), members in sorted(groups.items()):
