@@ -21,8 +21,9 @@ import torch
 from baselines.common import NEAR_TIE, LayerwiseExitModule, below, near
 from baselines.pabee import PABEE
 from baselines.pcee import PCEE
+from hashee.tasks.metrics import predictions
 from tests.conftest import REAL_TEXT
-from tests.test_baselines import spread_heads
+from tests.test_baselines import build, spread_heads
 from tests.test_flops_exact import METHODS, build_method, one_thread  # noqa: F401 - autouse fixture
 
 TEXTS = [*REAL_TEXT, REAL_TEXT[3]]  # the duplicate ties row 3 exactly
@@ -138,6 +139,77 @@ def test_a_pabee_prediction_tie_is_decided_by_the_row_alone(tiny_backbone):
     one_logits, one_exit = outputs(module, alone(batch, row))
     assert float(one_exit[0]) == float(exits[row])
     assert torch.equal(one_logits[0], logits[row])
+
+
+def test_a_pcee_near_tie_is_decided_by_the_row_alone(tiny_backbone):
+    """PCEE's score is the normalised entropy, its knob tau. With patience 1 the layer-1 decision is the exit: a tau
+    between a row's batched and alone layer-1 entropies would make the row exit at layer 1 on one side and run on
+    on the other. The near-tie rule decides it alone, so the batch gives the alone result.
+
+    Mutation caught: PCEE without its own ``near_tie`` (inheriting PABEE's top-two-logits rule, blind to an entropy
+    near tau), or a ``near_tie`` that flags nothing: the batched exit layer then differs from the alone one."""
+    batch = padded_batch(tiny_backbone)
+    module = spread_module("pcee", tiny_backbone, "mean", batch)
+    module.patience = 1
+    together, single = first_layer_scores(module, batch)
+    differ = (together != single).nonzero(as_tuple=True)[0].tolist()
+    if not differ:
+        pytest.skip("on this platform rounding made no layer-1 entropy differ between the batch and the row alone")
+    for row in differ:
+        assert (together[row] - single[row]).abs() <= NEAR_TIE
+        module.knob = float(torch.maximum(together[row], single[row]))
+        # the premise: the two entropies fall on either side of tau, so rounding alone would decide the exit
+        assert bool(below(together[row:row + 1], module.knob)) != bool(below(single[row:row + 1], module.knob))
+        logits, exits = outputs(module, batch)
+        one_logits, one_exit = outputs(module, alone(batch, row))
+        assert float(one_exit[0]) == float(exits[row]), row
+        assert torch.equal(one_logits[0], logits[row]), row
+
+
+def regression_differences(module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """|layer-2 prediction - layer-1 prediction| of every row (what PABEE compares with tau), in the batch and alone,
+    in the dtype of its exit state (fp32)."""
+    def difference(outs) -> torch.Tensor:
+        return (predictions(module.spec, outs[1].logits) - predictions(module.spec, outs[0].logits)).float().abs()
+
+    with torch.no_grad():
+        together = difference(module.all_layer_outputs(batch))
+        single = torch.cat([difference(module.all_layer_outputs(alone(batch, r))) for r in range(len(TEXTS))])
+    return together, single
+
+
+def test_a_regression_near_tie_is_decided_by_the_row_alone(tiny_backbone):
+    """PABEE on a regression task, patience 1: a row exits at layer 2 when its layer-2 and layer-1 predictions
+    differ by less than tau. With tau between that difference in the batch and alone, rounding alone would decide
+    the exit; the near-tie rule (a difference within NEAR_TIE of tau) decides it alone.
+
+    Mutation caught: PABEE's ``near_tie`` without its regression case (``near(|prediction - previous|, tau)``
+    replaced by no near-tie at all, or by the classification rule on the predictions): the batched exit layer then
+    differs from the alone one."""
+    batch = padded_batch(tiny_backbone)
+    module = build(PABEE, tiny_backbone, regression=True, patience=1)
+    module.encoder.attention_impl = "sdpa"
+    spread_heads(module, batch)
+    together, single = regression_differences(module, batch)
+    differ = (together != single).nonzero(as_tuple=True)[0].tolist()
+    if not differ:
+        pytest.skip("on this platform rounding made no prediction difference differ in the batch and alone")
+    for row in differ:
+        assert near(together[row:row + 1], single[row]).all()  # rounding noise, far below the rule's margin
+        module.regression_tau = float(torch.maximum(together[row], single[row]))
+        assert bool(together[row] < module.regression_tau) != bool(single[row] < module.regression_tau)  # the premise
+        logits, exits = outputs(module, batch)
+        one_logits, one_exit = outputs(module, alone(batch, row))
+        assert float(one_exit[0]) == float(exits[row]), row
+        assert torch.equal(one_logits[0], logits[row]), row
+    # away from any near-tie the batch decides on its own, and still as each row alone would
+    module.regression_tau = float(together.median()) + 1e-3
+    logits, exits = outputs(module, batch)
+    for row in range(len(TEXTS)):
+        one_logits, one_exit = outputs(module, alone(batch, row))
+        assert float(one_exit[0]) == float(exits[row]), row
+        assert torch.allclose(one_logits[0], logits[row], rtol=1e-5, atol=1e-5), row
+    assert len(set(exits.tolist())) > 1, f"tau should split the rows between layer 2 and later: {exits.tolist()}"
 
 
 def test_calibration_knobs_stay_clear_of_the_validation_scores(tiny_backbone):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -18,6 +19,12 @@ def _read(path: Path) -> dict:
     return json.loads((path / "results.json").read_text())
 
 
+def _assert_finite(metrics: dict) -> None:
+    """Every metric a finite number: a NaN (e.g. the correlation of a constant prediction) passes checks on the
+    metric names and loose bounds that compare with ``in`` or ``!=``."""
+    assert metrics and all(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), metrics
+
+
 def test_full_run_writes_complete_results(run_tiny, tmp_path):
     results = run_tiny("method=full")
     saved = _read(tmp_path / "run")
@@ -27,9 +34,14 @@ def test_full_run_writes_complete_results(run_tiny, tmp_path):
     assert set(saved["metrics"]) >= {"accuracy"} and saved["primary_metric"] == "accuracy"
     assert saved["primary"] == saved["metrics"]["accuracy"]
     assert set(saved["val_metrics"]) >= {"accuracy"}
+    _assert_finite(saved["metrics"])
+    _assert_finite(saved["val_metrics"])
+    assert math.isfinite(saved["primary"]) and math.isfinite(saved["val_primary"])
     assert COST_KEYS <= set(saved["cost"])
     assert saved["cost"]["flops_speedup"] == pytest.approx(1.0)
     assert saved["cost"]["time_s"] > 0 and saved["cost"]["time_full_s"] > 0
+    assert all(math.isfinite(saved["cost"][k]) for k in ("flops", "flops_full", "time_s", "time_full_s",
+                                                          "measured_speedup", "efficiency"))
     assert saved["cost"]["allocator"] == ("keep_freed_memory" if sys.platform.startswith("linux") else "default")
     assert saved["config"]["backbone"]["name"] == "tiny"
     assert saved["versions"]["torch"].startswith("2.")
@@ -42,6 +54,8 @@ def test_same_seed_gives_identical_metrics(run_tiny):
     second = run_tiny("method=full", name="b")
     assert first["metrics"] == second["metrics"]
     assert first["val_metrics"] == second["val_metrics"]
+    _assert_finite(first["metrics"])  # equal, and numbers: not two runs that both failed the same way
+    _assert_finite(first["val_metrics"])
 
 
 def test_hashee_run_reports_speedup_and_hash(run_tiny, tmp_path):
@@ -53,14 +67,24 @@ def test_hashee_run_reports_speedup_and_hash(run_tiny, tmp_path):
     assert described["name"] == "frequency" and described["mode"] == "target"
     # the realized FLOPs speed-up on the reported split is measured, and close to the target
     assert results["cost"]["flops_speedup"] == pytest.approx(2.0, rel=0.15)
+    _assert_finite(results["metrics"])
+    _assert_finite(results["val_metrics"])
     assert results["cost"]["flops_speedup"] != described["expected_train_speedup"]
 
 
 def test_regression_task_runs_end_to_end(run_tiny):
+    """STS-B end to end: both correlations reported, and finite. Mutation caught: a regressor whose predictions
+    collapse to a constant (e.g. ``preds = preds * 0`` in ``compute_metrics``' regression case): torchmetrics then
+    gives NaN correlations, which the metric names alone never noticed."""
     fixtures = Path(__file__).parent / "fixtures" / "glue"
     results = run_tiny("task=stsb", f"data.glue_dir={fixtures}", "data.val_size=0.2", "data.train_limit=null",
                        "data.test_limit=null")
     assert {"pearson", "spearman"} <= set(results["metrics"]) and results["primary_metric"] == "spearman"
+    # a regressor that collapsed to a constant has NaN correlations (torchmetrics): the names alone would pass
+    _assert_finite(results["metrics"])
+    _assert_finite(results["val_metrics"])
+    assert math.isfinite(results["primary"]) and math.isfinite(results["val_primary"])
+    assert all(math.isfinite(bound) for bound in results["primary_ci95"])
 
 
 def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
-from hashee.core.stats import Outputs, curve_gap, metric, metric_interval, pareto_front, pareto_score, paired_difference, seed_interval
+from hashee.core.stats import CONFIDENCE, Outputs, curve_gap, metric, metric_interval, pareto_front, pareto_score, paired_difference, seed_interval
 from hashee.tasks.metrics import compute_metrics
 from hashee.tasks.spec import TaskSpec
 
@@ -33,6 +34,43 @@ def test_a_clear_difference_is_significant_and_its_interval_excludes_zero():
     result = paired_difference("accuracy", [better], [worse], resamples=300)
     assert result.difference == pytest.approx(0.2)
     assert result.low > 0.1 and result.p_value < 0.01 and result.significant
+
+
+def _unpaired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray,
+                        resamples: int = 1000) -> tuple[float, float, float]:
+    """(low, high, p) of accuracy(A) - accuracy(B) when A's and B's examples are resampled independently:
+    the unpaired bootstrap, same interval and p-value rules as :func:`paired_difference`."""
+    result = stats.bootstrap((correct_a, correct_b), lambda x, y, axis: x.mean(axis) - y.mean(axis), paired=False,
+                             n_resamples=resamples, confidence_level=CONFIDENCE, method="percentile",
+                             random_state=np.random.default_rng(0))
+    observed = correct_a.mean() - correct_b.mean()
+    p_value = float(np.mean(np.abs(result.bootstrap_distribution - observed) >= abs(observed) - 1e-12))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high), p_value
+
+
+def test_only_pairing_finds_a_small_consistent_difference_significant():
+    """Shared per-example difficulty: both methods right on the same 1560 of 2000 examples and wrong on the same
+    405; A alone is right on 30, B alone on 5. A is 1.25 points better, and better on nearly every example where
+    they differ, so the paired bootstrap calls it significant; the methods' accuracies (~80 %) each vary by ~0.9
+    points over resamples, so an unpaired bootstrap sees noise (interval across 0, p ~ 0.36).
+
+    Mutation caught: :func:`paired_difference` resampling A's and B's examples independently (its statistic
+    taking two index arrays and ``stats.bootstrap(..., paired=False)``, i.e. ``_unpaired_bootstrap`` above)
+    instead of the same examples for both: the difference is then not significant and this test fails."""
+    n, rng = 2000, np.random.default_rng(0)
+    labels = rng.integers(0, 2, n)
+    kind = np.array(["both"] * 1560 + ["a"] * 30 + ["b"] * 5 + ["neither"] * 405)[rng.permutation(n)]
+    a = Outputs(labels, np.where((kind == "both") | (kind == "a"), labels, 1 - labels))
+    b = Outputs(labels, np.where((kind == "both") | (kind == "b"), labels, 1 - labels))
+    correct_a, correct_b = (a.predicted == labels).astype(float), (b.predicted == labels).astype(float)
+    assert np.corrcoef(correct_a, correct_b)[0, 1] > 0.9  # the premise: strongly correlated per-example scores
+
+    paired = paired_difference("accuracy", [a], [b])
+    assert paired.difference == pytest.approx(0.0125)
+    assert paired.significant and paired.low > 0 and paired.p_value < 0.01
+
+    low, high, p_value = _unpaired_bootstrap(correct_a, correct_b)
+    assert low < 0 < high and p_value > 0.2  # unpaired: not significant
 
 
 def test_a_curve_shifted_by_two_points_scores_two():
