@@ -4,9 +4,7 @@ Everything works on per-example outputs (``predictions.npz`` of a run: labels an
 the reported split) and resamples *examples*, seeded, with ``scipy.stats.bootstrap``:
 
 - :func:`metric_interval`: 95 % percentile interval of one run's primary metric;
-- :func:`paired_difference`: metric(A) - metric(B) on the same examples (averaged over the seeds both
-  ran), its paired bootstrap interval and a two-sided p-value (the bootstrap distribution shifted to
-  the null of no difference: p = share of |d* - d| >= |d|);
+- paired differences at equal realized speed-up live in :mod:`hashee.core.equal_speedup` (two-level bootstrap);
 - :func:`pareto_score`: mean vertical distance, in points, between a method's quality vs FLOPs
   speed-up curve and a reference curve (static truncation), over the speed-up range both cover,
   by linear interpolation; its interval resamples the examples under every point of both curves.
@@ -108,41 +106,6 @@ def _check_same_examples(runs: Sequence[Outputs]) -> None:
     for run in runs[1:]:
         if len(run.labels) != len(runs[0].labels) or not np.array_equal(run.labels, runs[0].labels):
             raise ValueError("paired statistics need runs on the same examples (same split, same labels)")
-
-
-@dataclass(frozen=True)
-class PairedDifference:
-    """metric(A) - metric(B), mean over the paired seeds, with its bootstrap interval and p-value."""
-
-    difference: float
-    low: float
-    high: float
-    p_value: float
-    seeds: int
-
-    @property
-    def significant(self) -> bool:
-        return self.p_value < 1 - CONFIDENCE and not (self.low <= 0 <= self.high)
-
-
-def paired_difference(name: str, a: Sequence[Outputs], b: Sequence[Outputs], seed: int = SEED,
-                      resamples: int = RESAMPLES) -> PairedDifference:
-    """Paired bootstrap of metric(A) - metric(B): ``a[s]`` and ``b[s]`` are the two methods' runs of seed s."""
-    if len(a) != len(b) or not a:
-        raise ValueError("paired_difference needs the same (non-zero) number of runs of A and B")
-    _check_same_examples([*a, *b])
-    labels = a[0].labels
-
-    def statistic(i: np.ndarray) -> float:
-        return float(np.mean([metric(name, labels[i], x.predicted[i]) - metric(name, labels[i], y.predicted[i])
-                              for x, y in zip(a, b)]))
-
-    observed = statistic(np.arange(len(labels)))
-    result = _bootstrap(statistic, len(labels), seed, resamples)
-    shifted = np.abs(result.bootstrap_distribution - observed)
-    p_value = float(np.mean(shifted >= abs(observed) - 1e-12))
-    return PairedDifference(observed, float(result.confidence_interval.low), float(result.confidence_interval.high),
-                            p_value, len(a))
 
 
 Curve = Sequence[tuple[float, Sequence[Outputs]]]  # (FLOPs speed-up, the runs of that point: one per seed)

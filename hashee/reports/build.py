@@ -3,9 +3,10 @@
 Writes ``<out>/report.md``, ``report.html`` (self-contained: plots embedded), ``runs.csv`` and PNG
 plots: per task, primary metric vs FLOPs speed-up and vs measured speed-up (one line per method, the
 full model as a dashed reference), every operating point with the Pareto front, each exit head on its
-own, and the training exit-layer histogram of every HashEE hash. Sections: the comparison table,
-intervals, paired comparisons and Pareto scores (:mod:`hashee.reports.statistics`), and the per-exit
-diagnostics (:mod:`hashee.reports.diagnostics`).
+own, and the training exit-layer histogram of every HashEE hash. Sections: the methods at equal realized
+speed-up (the headline, :mod:`hashee.reports.equal_speedup`), every run at its nominal target, HashEE's
+configuration chosen on validation (:mod:`hashee.reports.family`), intervals and Pareto scores
+(:mod:`hashee.reports.statistics`), and the per-exit diagnostics (:mod:`hashee.reports.diagnostics`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from hashee.reports import diagnostics as report_diagnostics
+from hashee.reports import equal_speedup as report_equal
+from hashee.reports import family as report_family
 from hashee.reports import statistics as report_stats
 from hashee.reports.aggregate import aggregate
 from hashee.reports.collect import collect_runs, deduplicate, mixed_code_note
@@ -25,6 +28,7 @@ def build_report(sweep_dir: Path, out: Path, curve_targets: Iterable[float] = (1
     """Write the report files; return what was written and the run counts."""
     rows, statuses = collect_runs(sweep_dir, curve_targets)
     rows = deduplicate(rows)
+    rows += report_family.chosen_rows(rows)  # hashee[...; chosen]: each HashEE family's validation choice
     if not rows:
         raise SystemExit(f"error: no complete results.json under {sweep_dir} (found: {statuses or 'none'})")
     out.mkdir(parents=True, exist_ok=True)
@@ -39,6 +43,8 @@ def build_report(sweep_dir: Path, out: Path, curve_targets: Iterable[float] = (1
     if hist:
         images.append(hist.name)
     stats = report_stats.statistics_sections(rows, out)
+    equal = report_equal.equal_speedup_tables(rows)
+    families = report_family.family_table(rows)
     heads = report_diagnostics.head_rows([r for r in rows if r["source"] == "run"])
     head_images = [p.name for task in sorted({h["task"] for h in heads})
                    if (p := report_diagnostics.plot_task_heads(task, heads, out))]
@@ -49,8 +55,12 @@ def build_report(sweep_dir: Path, out: Path, curve_targets: Iterable[float] = (1
           "model's curves (knob chosen on validation, test point reported).", ""]
     note = mixed_code_note(rows)
     md += [note, ""] if note else []
-    md += [markdown_table(table), ""]
+    md += [report_equal.markdown(equal), "", "## Every run at its nominal target", "",
+           "Each row at the target it asked for, with the FLOPs speed-up it realized: rows of different methods at one "
+           "target run at different speed-ups and are not comparisons (see the section above).", "",
+           markdown_table(table), ""]
     md += [f"![{i}]({i})" for i in images if i not in stats["images"] + head_images]
+    md += ["", report_family.markdown(families), ""] if families else []
     md += ["", stats["markdown"], ""] + [f"![{i}]({i})" for i in stats["images"]]
     if heads:
         md += ["", report_diagnostics.markdown_section(heads), ""] + [f"![{i}]({i})" for i in head_images]
@@ -59,4 +69,4 @@ def build_report(sweep_dir: Path, out: Path, curve_targets: Iterable[float] = (1
     (out / "report.html").write_text(html_page(title, text, out))
     write_csv(rows, out / "runs.csv")
     return {"out": str(out), "table": table, "code_note": note, "images": images, "statuses": statuses, "rows": rows,
-            "statistics": stats["tables"], "exit_heads": heads}
+            "statistics": stats["tables"], "equal_speedup": equal, "families": families, "exit_heads": heads}

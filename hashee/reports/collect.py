@@ -82,6 +82,7 @@ def collect_runs(sweep_dir: Path, curve_targets: Iterable[float] = ()) -> tuple[
             "exit_histogram": described.get("train_exit_histogram"),
             "exit_diagnostics": results.get("method_info", {}).get("exit_diagnostics"),
             "primary_ci95": results.get("primary_ci95"), "code": (results.get("code") or {}).get("fingerprint"),
+            "val_primary": results.get("val_primary"), "depth": described.get("depth"),
             **{f"metric.{k}": v for k, v in results.get("metrics", {}).items()},
         }
         rows.append(row)

@@ -5,8 +5,8 @@ Works on the report's run rows (one per complete run, ``source == "run"``) whose
 
 - **Intervals**: per (task, method, target) the mean over seeds, its sample std and the 95 % t interval
   of the mean; with one seed, the run's 95 % bootstrap interval over the reported examples.
-- **Paired comparisons**: per task and target, every method against HashEE and against the full model
-  on the same examples and seeds: difference in points, paired bootstrap 95 % interval, p-value.
+- Paired comparisons are made at equal *realized* speed-up only (:mod:`hashee.reports.equal_speedup`): two
+  methods at the same nominal target run at different speed-ups, so no row here pairs them.
 - **Pareto score**: per task and method, the mean gap in points to static truncation's curve at the
   same FLOPs speed-up (static's curve starts at the full model, k = L, speed-up 1).
 """
@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from hashee.core.stats import Outputs, metric_interval, pareto_front, pareto_score, paired_difference, seed_interval
+from hashee.core.stats import Outputs, metric_interval, pareto_front, pareto_score, seed_interval
 from hashee.reports.plots import save_plot
 from hashee.runs.results import PREDICTIONS_FILE
 
@@ -63,29 +63,6 @@ def interval_rows(points: dict[tuple, dict[int, dict[str, Any]]], outputs: dict[
     return table
 
 
-def comparison_rows(points: dict[tuple, dict[int, dict[str, Any]]], outputs: dict[str, Outputs]) -> list[dict[str, Any]]:
-    """Every method against each reference (the full model, HashEE) at each task and target, paired by seed."""
-    table = []
-    for (task, method, target), seeds in sorted(points.items(), key=lambda kv: (kv[0][0], kv[0][2] or 0, kv[0][1])):
-        if target is None:
-            continue
-        references = [key for key in points if key[0] == task and (key[1] == "full" or
-                      (key[1].startswith("hashee") and key[2] == target))]
-        for ref_key in sorted(references, key=lambda k: k[1]):
-            if ref_key[1] == method:
-                continue
-            common = sorted(set(seeds) & set(points[ref_key]))
-            if not common:
-                continue
-            name = seeds[common[0]]["primary_metric"]
-            result = paired_difference(name, [outputs[seeds[s]["run_dir"]] for s in common],
-                                       [outputs[points[ref_key][s]["run_dir"]] for s in common])
-            table.append({"task": task, "target": target, "method": method, "versus": ref_key[1], "metric": name,
-                          "seeds": result.seeds, "difference": 100 * result.difference, "low": 100 * result.low,
-                          "high": 100 * result.high, "p_value": result.p_value, "significant": result.significant})
-    return table
-
-
 def curve_of(points: dict[tuple, dict[int, dict[str, Any]]], outputs: dict[str, Outputs], task: str,
              method: str) -> list[tuple[float, list[Outputs]]]:
     """A method's (FLOPs speed-up, runs) points on a task; static's curve starts at the full model."""
@@ -114,8 +91,8 @@ def pareto_rows(points: dict[tuple, dict[int, dict[str, Any]]], outputs: dict[st
     return table
 
 
-def markdown(intervals: list[dict], comparisons: list[dict], pareto: list[dict], left_out: int) -> str:
-    """The three statistics sections of report.md."""
+def markdown(intervals: list[dict], pareto: list[dict], left_out: int) -> str:
+    """The intervals and Pareto sections of report.md."""
     lines = ["## Intervals", "", "95 % interval of the mean over seeds (t); with one seed, the run's bootstrap "
              "interval over the reported examples." + (f" {left_out} run(s) without predictions.npz are not "
                                                         "in these sections." if left_out else ""), "",
@@ -123,15 +100,6 @@ def markdown(intervals: list[dict], comparisons: list[dict], pareto: list[dict],
              "|---|---|---:|---:|---|---:|---:|---|---|"]
     lines += [f"| {r['task']} | {r['method']} | {_target(r['target'])} | {r['seeds']} | {r['metric']} | {r['mean']:.4f} | "
               f"{r['std']:.4f} | [{r['low']:.4f}, {r['high']:.4f}] | {r['interval']} |" for r in intervals]
-    lines += ["", "## Paired comparisons", "", "Difference in points (method minus reference) on the same examples, "
-              "mean over the seeds both ran, paired bootstrap 95 % interval and two-sided p-value; "
-              "**bold**: significant at 5 %.", "",
-              "| task | target | method | vs | seeds | difference | 95 % interval | p |", "|---|---:|---|---|---:|---:|---|---:|"]
-    for r in comparisons:
-        diff = f"{r['difference']:+.2f}"
-        lines.append(f"| {r['task']} | {_target(r['target'])} | {r['method']} | {r['versus']} | {r['seeds']} | "
-                     f"{'**' + diff + '**' if r['significant'] else diff} | [{r['low']:+.2f}, {r['high']:+.2f}] | "
-                     f"{r['p_value']:.3f} |")
     lines += ["", "## Pareto score", "", "Mean gap in points to static truncation's quality vs FLOPs speed-up curve "
               "(static from the full model at 1x), over the speed-up range both cover, with its bootstrap 95 % "
               "interval; positive = above static.", "",
@@ -178,7 +146,6 @@ def statistics_sections(rows: list[dict[str, Any]], out: Path) -> dict[str, Any]
     outputs = load_outputs(rows)
     points = by_point(rows, outputs)
     left_out = sum(1 for r in rows if r.get("source") == "run" and r["run_dir"] not in outputs)
-    tables = {"intervals": interval_rows(points, outputs), "comparisons": comparison_rows(points, outputs),
-              "pareto": pareto_rows(points, outputs)}
+    tables = {"intervals": interval_rows(points, outputs), "pareto": pareto_rows(points, outputs)}
     images = [p.name for task in sorted({k[0] for k in points}) if (p := plot_pareto(task, points, out))]
     return {"markdown": markdown(**tables, left_out=left_out) if points else "", "tables": tables, "images": images}

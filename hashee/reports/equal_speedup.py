@@ -1,0 +1,149 @@
+"""The report's headline: methods compared at the same realized FLOPs speed-up (:mod:`hashee.core.equal_speedup`).
+
+Every method with an operating point is a curve: per seed, its runs' points (one per target) on the reported
+split. At each reference speed-up (1.5x, 2x, 3x, and every HashEE point: the mean realized speed-up over seeds of
+each HashEE configuration and target), each method is read off its curve; a method whose curve does not reach the
+reference (no seed does) is "not reached". Per task and reference:
+
+- **Headline**: each method's metric (mean over the seeds that reach it), the best method, and every other method
+  minus the best, with a two-level bootstrap 95 % interval (examples and seeds); "tie" where it includes 0.
+- **HashEE against each baseline**: every HashEE variant minus every other method reached there.
+
+The full model (no operating point) is a 1x reference, not a curve.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from hashee.core.equal_speedup import Mix, Point, compare, mix_at, mixed, value
+from hashee.runs.results import PREDICTIONS_FILE
+
+REFERENCES = (1.5, 2.0, 3.0)
+NO_CURVE = ("full",)  # methods with no operating point
+
+
+def is_hashee(method: str) -> bool:
+    return method.startswith("hashee[")
+
+
+def curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[int, list[Point]]]:
+    """``{(task, method): {seed: points}}`` of the run rows with per-example predictions."""
+    found: dict[tuple[str, str], dict[int, list[Point]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        path = Path(row["run_dir"]) / PREDICTIONS_FILE
+        if row.get("source") == "run" and row["method"] not in NO_CURVE and path.is_file():
+            found[(row["task"], row["method"])][row["seed"]].append(Point.load(str(path)))
+    return found
+
+
+def references(rows: list[dict[str, Any]], task: str) -> list[float]:
+    """1.5x, 2x, 3x and every HashEE point of the task (mean realized speed-up over seeds, 2 decimals)."""
+    points: dict[tuple, list[float]] = defaultdict(list)
+    for row in rows:
+        if row["task"] == task and row.get("source") == "run" and is_hashee(row["method"]) and row.get("flops_speedup"):
+            points[(row["method"], row["target"])].append(float(row["flops_speedup"]))
+    found = {round(statistics.fmean(v), 2) for v in points.values()}
+    return sorted(set(REFERENCES) | found)
+
+
+def read_off(task_curves: dict[str, dict[int, list[Point]]], reference: float) -> dict[str, list[Mix]]:
+    """Each method's mixes at ``reference`` (the seeds that reach it); methods no seed reaches are left out."""
+    reached = {}
+    for method, seeds in task_curves.items():
+        mixes = [m for m in (mix_at(points, reference) for points in seeds.values()) if m is not None]
+        if mixes:
+            reached[method] = mixes
+    return reached
+
+
+def headline_rows(task: str, metric: str, reference: float, reached: dict[str, list[Mix]],
+                  every: list[str]) -> list[dict[str, Any]]:
+    """Each method at ``reference``: its value, and its difference to the best (two-level bootstrap)."""
+    values = {method: value(metric, mixes) for method, mixes in reached.items()}
+    best = max(values, key=values.get) if values else None
+    table = []
+    for method in sorted(every, key=lambda m: (-values.get(m, -1e9), m)):
+        row = {"task": task, "speedup": reference, "method": method, "metric": metric, "mixing": mixed(metric)}
+        if method not in reached:
+            table.append({**row, "reached": False})
+            continue
+        row.update(reached=True, seeds=len(reached[method]), value=values[method], best=method == best)
+        if method != best:
+            result = compare(metric, reached[method], reached[best])
+            row.update(difference=100 * result.difference, low=100 * result.low, high=100 * result.high,
+                       p_value=result.p_value, tie=result.tie, versus=best)
+        table.append(row)
+    return table
+
+
+def hashee_rows(task: str, metric: str, reference: float, reached: dict[str, list[Mix]]) -> list[dict[str, Any]]:
+    """Every HashEE variant reached at ``reference`` minus every other method reached there."""
+    table = []
+    for variant in sorted(m for m in reached if is_hashee(m)):
+        for other in sorted(m for m in reached if not is_hashee(m)):
+            result = compare(metric, reached[variant], reached[other])
+            table.append({"task": task, "speedup": reference, "hashee": variant, "versus": other, "metric": metric,
+                          "seeds": result.seeds, "difference": 100 * result.difference, "low": 100 * result.low,
+                          "high": 100 * result.high, "p_value": result.p_value, "tie": result.tie})
+    return table
+
+
+def equal_speedup_tables(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The headline and HashEE-vs-baselines tables of every task."""
+    found = curves(rows)
+    headline, versus = [], []
+    for task in sorted({task for task, _ in found}):
+        task_curves = {method: seeds for (t, method), seeds in found.items() if t == task}
+        metric = next(r["primary_metric"] for r in rows if r["task"] == task)
+        for reference in references(rows, task):
+            reached = read_off(task_curves, reference)
+            headline += headline_rows(task, metric, reference, reached, sorted(task_curves))
+            versus += hashee_rows(task, metric, reference, reached)
+    return {"headline": headline, "hashee_versus": versus}
+
+
+def verdict(row: dict[str, Any]) -> str:
+    if not row.get("reached", True):
+        return "not reached"
+    if row.get("best"):
+        return "best"
+    return "tie" if row["tie"] else "below"
+
+
+def _interval(row: dict[str, Any]) -> str:
+    return f"{row['difference']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}]"
+
+
+def markdown(tables: dict[str, list[dict[str, Any]]]) -> str:
+    """The equal-speed-up sections of report.md."""
+    if not tables["headline"]:
+        return ""
+    lines = ["## At equal realized speed-up", "",
+             "Each method read off its curve at the same FLOPs speed-up on the reported split: per-example mixing of "
+             "its two nearest operating points in the proportion that gives exactly that speed-up (the metric's "
+             "linear interpolation for correlations), per seed; \"not reached\" outside its curve, never extrapolated. "
+             "Differences in points against the best method at that speed-up, with a 95 % bootstrap interval over "
+             "examples *and* seeds; \"tie\" when it includes 0.", "",
+             "| task | speed-up | method | seeds | metric | value | minus the best [95 %] | verdict |",
+             "|---|---:|---|---:|---|---:|---|---|"]
+    for r in tables["headline"]:
+        if not r["reached"]:
+            lines.append(f"| {r['task']} | {r['speedup']:.2f} | {r['method']} | - | {r['metric']} | - | - | not reached |")
+            continue
+        diff = "-" if r["best"] else _interval(r)
+        lines.append(f"| {r['task']} | {r['speedup']:.2f} | {r['method']} | {r['seeds']} | {r['metric']} | "
+                     f"{r['value']:.4f} | {diff} | {verdict(r)} |")
+    if tables["hashee_versus"]:
+        lines += ["", "### HashEE against each other method at equal speed-up", "",
+                  "HashEE minus the other method, in points, same examples; interval over examples and seeds.", "",
+                  "| task | speed-up | HashEE | versus | seeds | HashEE minus [95 %] | p | verdict |",
+                  "|---|---:|---|---|---|---|---:|---|"]
+        for r in tables["hashee_versus"]:
+            word = "tie" if r["tie"] else ("HashEE better" if r["difference"] > 0 else "HashEE worse")
+            lines.append(f"| {r['task']} | {r['speedup']:.2f} | {r['hashee']} | {r['versus']} | "
+                         f"{r['seeds'][0]} / {r['seeds'][1]} | {_interval(r)} | {r['p_value']:.3f} | {word} |")
+    return "\n".join(lines)
