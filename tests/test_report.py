@@ -66,7 +66,7 @@ def test_std_over_seeds_is_the_sample_std():
     three, one = aggregate([row(0, 0.80), row(1, 0.84), row(2, 0.90), row(0, 0.7, target=3.0)])
     assert three["seeds"] == 3 and three["primary_mean"] == pytest.approx(0.846666667, rel=1e-8)
     assert three["primary_std"] == pytest.approx(0.0503322296, rel=1e-8)  # sqrt(0.00506667 / 2); pstdev: 0.0411
-    assert one["seeds"] == 1 and one["primary_std"] == 0.0
+    assert one["seeds"] == 1 and one["primary_std"] is None  # one seed: no spread over seeds, never a zero
 
 
 def test_exit_histograms_get_a_panel_per_task_and_target():

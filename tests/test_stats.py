@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy import stats
 
-from hashee.core.stats import CONFIDENCE, Outputs, curve_gap, metric, metric_interval, pareto_front, pareto_score, seed_interval
+from hashee.core.stats import Outputs, curve_gap, metric, metric_interval, pareto_front, pareto_score, seed_interval
 from hashee.tasks.metrics import compute_metrics
 from hashee.tasks.spec import TaskSpec
 

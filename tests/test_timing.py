@@ -81,3 +81,27 @@ def test_warm_up_batches_are_run_but_not_timed(clock):
     assert module.method_calls == 8 and module.calls == 16  # 1 warm-up + 3 timed batches per pass
     assert timing["time_s"] == 3 * TICK and timing["time_full_s"] == 6 * TICK
     assert not timing["timing_noisy"] and timing["noise_check_speedup"] == 1.0
+
+
+def test_a_noisy_run_is_marked_in_the_table_and_one_seed_shows_no_zero_spread(clock):
+    """A run timed on the fake clock with a full model twice as slow in its second half (noisy) and one timed
+    quietly: the table marks the noisy run's measured figures with ``*`` and a footnote, leaves the quiet one bare,
+    and neither single-seed row shows a spread of 0 (its bootstrap interval, or ``-``).
+
+    Mutations caught: the mark dropped (``timed`` ignoring ``timing_noisy``), and a zero std printed for one seed
+    (``primary_std`` 0.0 for a single seed in ``aggregate``)."""
+    from hashee.reports.aggregate import aggregate
+    from hashee.reports.render import NOISY_NOTE, markdown_table
+
+    noisy = measure_times(_Timed(clock, [TICK], [TICK] * 3 + [2 * TICK] * 3), [{}] * 3, warmup=0, repeats=1)
+    quiet = measure_times(_Timed(clock, [TICK], [2 * TICK]), [{}] * 3, warmup=0, repeats=1)
+    assert noisy["timing_noisy"] and not quiet["timing_noisy"]
+    rows = [{"task": "t", "method": method, "target": 2.0, "seed": 0, "primary_metric": "accuracy", "primary": 0.8,
+             "flops_speedup": 2.0, "measured_speedup": t["time_full_s"] / t["time_s"],
+             "efficiency": t["time_full_s"] / t["time_s"] / 2.0, "timing_noisy": t["timing_noisy"],
+             "primary_ci95": ci} for method, t, ci in (("pabee", noisy, [0.77, 0.83]), ("static", quiet, None))]
+    text = markdown_table(aggregate(rows))
+    pabee = next(line for line in text.splitlines() if "| pabee |" in line)
+    static = next(line for line in text.splitlines() if "| static |" in line)
+    assert pabee.count("*") == 2 and "*" not in static and NOISY_NOTE in text
+    assert "0.8000 [0.7700, 0.8300]" in pabee and "0.8000 ± -" in static and "± 0.0000" not in text

@@ -246,8 +246,10 @@ def write_recipe(sweep_dir: Path, config: DictConfig) -> None:
 
 
 def print_report(sweep_dir: Path) -> None:
-    """Write the sweep's report (``<sweep dir>/report``) and print its table and paths (never fatal)."""
+    """Write the sweep's report (``<sweep dir>/report``) and print its tables (at equal realized speed-up, then
+    every run at its nominal target) and paths (never fatal)."""
     from hashee.reports.build import build_report  # matplotlib: only when a report is asked for
+    from hashee.reports.equal_speedup import markdown as equal_speedup_markdown
     from hashee.reports.render import markdown_table
 
     try:
@@ -258,6 +260,10 @@ def print_report(sweep_dir: Path) -> None:
     out = Path(report["out"])
     if report.get("code_note"):
         print(report["code_note"])
+    equal = equal_speedup_markdown(report["equal_speedup"])
+    if equal:
+        print(equal + "\n")
+    print("## Every run at its nominal target (not comparisons: each at its own realized speed-up)\n")
     print(markdown_table(report["table"]))
     print(f"report: {out / 'report.md'}\nreport: {out / 'report.html'} (self-contained)")
     for image in report["images"]:

@@ -1,4 +1,7 @@
-"""The comparison table: mean +- std over seeds of every (task, method, target)."""
+"""The table of every run at its nominal target: mean +- std over seeds of every (task, method, target).
+
+With one seed there is no spread over seeds: ``primary_std`` is None and the row carries the run's 95 % bootstrap
+interval over examples (``primary_ci95``) instead. ``timing_noisy``: some seed's timing failed the noise check."""
 
 from __future__ import annotations
 
@@ -26,7 +29,9 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         table.append({
             "task": task, "method": method, "target": target, "seeds": len(members),
             "primary_metric": members[0]["primary_metric"], "primary_mean": statistics.fmean(primaries),
-            "primary_std": statistics.stdev(primaries) if len(primaries) > 1 else 0.0,
+            "primary_std": statistics.stdev(primaries) if len(primaries) > 1 else None,
+            "primary_ci95": members[0].get("primary_ci95") if len(primaries) == 1 else None,
+            "timing_noisy": any(m.get("timing_noisy") for m in members if m.get("measured_speedup") is not None),
             "flops_speedup": _mean(m["flops_speedup"] for m in members),
             "measured_speedup": _mean(m["measured_speedup"] for m in members),
             "efficiency": _mean(m["efficiency"] for m in members),

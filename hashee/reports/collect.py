@@ -39,7 +39,7 @@ def curve_rows(results: dict[str, Any], base: dict[str, Any], targets: Iterable[
             continue
         point, _ = found
         rows.append({**base, "target": target, "primary": point["primary"], "flops_speedup": point["flops_speedup"],
-                     "measured_speedup": None, "efficiency": None, "source": "curve",
+                     "measured_speedup": None, "efficiency": None, "timing_noisy": None, "source": "curve",
                      **{f"metric.{k}": v for k, v in point.get("metrics", {}).items()}})
     return rows
 
@@ -78,7 +78,8 @@ def collect_runs(sweep_dir: Path, curve_targets: Iterable[float] = ()) -> tuple[
             "task": results["task"], "backbone": backbone_of(results), "method": method_label(results), "target": requested_target(results),
             "seed": results.get("seed"), "primary_metric": results.get("primary_metric"), "primary": results.get("primary"),
             "flops_speedup": cost.get("flops_speedup"), "measured_speedup": cost.get("measured_speedup"),
-            "efficiency": cost.get("efficiency"), "run_dir": str(path.parent), "source": "run",
+            "efficiency": cost.get("efficiency"), "timing_noisy": cost.get("timing_noisy"),
+            "run_dir": str(path.parent), "source": "run",
             "exit_histogram": described.get("train_exit_histogram"),
             "exit_diagnostics": results.get("method_info", {}).get("exit_diagnostics"),
             "primary_ci95": results.get("primary_ci95"), "code": (results.get("code") or {}).get("fingerprint"),

@@ -46,7 +46,7 @@ def plot_task(task: str, table: list[dict[str, Any]], axis: str, out: Path) -> P
                        linewidth=1, label=reference)
             continue
         ax.errorbar([m[axis] for m in members], [m["primary_mean"] for m in members],
-                    yerr=[m["primary_std"] for m in members], marker="o", capsize=3, label=method)
+                    yerr=[m["primary_std"] or 0.0 for m in members], marker="o", capsize=3, label=method)
     ax.set_xlabel("FLOPs speed-up" if axis == "flops_speedup" else "measured wall-clock speed-up")
     ax.set_ylabel(rows[0]["primary_metric"])
     ax.set_title(f"{task}: {rows[0]['primary_metric']} vs {'FLOPs' if axis == 'flops_speedup' else 'measured'} speed-up")

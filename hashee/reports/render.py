@@ -18,13 +18,35 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+NOISY_MARK = "*"
+NOISY_NOTE = ("* timing noisy: the full model timed against itself was more than 5 % off 1 in that run; its measured "
+              "figures are not evidence (re-time it quietly: hashee-scaling).")
+
+
+def spread(row: dict[str, Any]) -> str:
+    """``mean ± std`` over seeds; with one seed the run's 95 % bootstrap interval over examples (or ``-``), never a
+    zero spread."""
+    if row.get("primary_std") is not None:
+        return f"{row['primary_mean']:.4f} ± {row['primary_std']:.4f}"
+    interval = row.get("primary_ci95")
+    return f"{row['primary_mean']:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else f"{row['primary_mean']:.4f} ± -"
+
+
+def timed(row: dict[str, Any], key: str) -> str:
+    """A measured figure, marked :data:`NOISY_MARK` when its timing failed the noise check."""
+    text = _fmt(row.get(key))
+    return text + NOISY_MARK if row.get("timing_noisy") and row.get(key) is not None else text
+
+
 def markdown_table(table: list[dict[str, Any]]) -> str:
-    lines = ["| task | method | target | seeds | metric | mean ± std | FLOPs speed-up | measured speed-up | efficiency |",
-             "|---|---|---:|---:|---|---:|---:|---:|---:|"]
+    """One row per (task, method, target); a footnote explains the mark of a noisy timing."""
+    lines = ["| task | method | target | seeds | metric | mean ± std (1 seed: [95 % CI]) | FLOPs speed-up | "
+             "measured speed-up | efficiency |", "|---|---|---:|---:|---|---:|---:|---:|---:|"]
     for r in table:
         lines.append(f"| {r['task']} | {r['method']} | {_fmt(r['target'])} | {r['seeds']} | {r['primary_metric']} | "
-                     f"{r['primary_mean']:.4f} ± {r['primary_std']:.4f} | {_fmt(r['flops_speedup'])} | "
-                     f"{_fmt(r['measured_speedup'])} | {_fmt(r['efficiency'])} |")
+                     f"{spread(r)} | {_fmt(r['flops_speedup'])} | {timed(r, 'measured_speedup')} | {timed(r, 'efficiency')} |")
+    if any(r.get("timing_noisy") for r in table):
+        lines += ["", NOISY_NOTE]
     return "\n".join(lines)
 
 
