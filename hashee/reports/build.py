@@ -24,13 +24,40 @@ from hashee.reports.plots import plot_exit_histograms, plot_task
 from hashee.reports.render import html_page, markdown_table, write_csv
 
 
-def build_report(sweep_dir: Path, out: Path, curve_targets: Iterable[float] = (1.5, 2.0, 3.0)) -> dict[str, Any]:
-    """Write the report files; return what was written and the run counts."""
+CURVE_TARGETS = (1.5, 2.0, 3.0)
+
+
+def load_rows(sweep_dir: Path, curve_targets: Iterable[float] = CURVE_TARGETS) -> tuple[list[dict[str, Any]], dict]:
+    """The report's rows of a sweep (or a study folder): every complete run, points read off its curves, and each
+    HashEE family's validation choice; with the run counts by status."""
     rows, statuses = collect_runs(sweep_dir, curve_targets)
     rows = deduplicate(rows)
     rows += report_family.chosen_rows(rows)  # hashee[...; chosen]: each HashEE family's validation choice
     if not rows:
         raise SystemExit(f"error: no complete results.json under {sweep_dir} (found: {statuses or 'none'})")
+    return rows, statuses
+
+
+def markdown_sections(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The report's tables as markdown, by name (what ``hashee-report --docs`` writes into the docs): ``equal``
+    (methods at equal realized speed-up), ``runs`` (every run at its nominal target), ``families`` (HashEE's
+    validation choice), ``intervals`` and ``pareto``, ``heads`` (each exit head on its own)."""
+    from hashee.reports.statistics import by_point, interval_rows, load_outputs, pareto_rows
+
+    outputs = load_outputs(rows)
+    points = by_point(rows, outputs)
+    stats_text = report_stats.markdown(interval_rows(points, outputs), pareto_rows(points, outputs), 0)
+    intervals, _, pareto = stats_text.partition("\n## Pareto score")
+    heads = report_diagnostics.head_rows([r for r in rows if r["source"] == "run"])
+    return {"equal": report_equal.markdown(report_equal.equal_speedup_tables(rows)),
+            "runs": markdown_table(aggregate(rows)), "families": report_family.markdown(report_family.family_table(rows)),
+            "intervals": intervals.strip(), "pareto": ("## Pareto score" + pareto).strip() if pareto else "",
+            "heads": report_diagnostics.markdown_section(heads) if heads else ""}
+
+
+def build_report(sweep_dir: Path, out: Path, curve_targets: Iterable[float] = CURVE_TARGETS) -> dict[str, Any]:
+    """Write the report files; return what was written and the run counts."""
+    rows, statuses = load_rows(sweep_dir, curve_targets)
     out.mkdir(parents=True, exist_ok=True)
     table = aggregate(rows)
     images = []

@@ -40,6 +40,7 @@ def curve_rows(results: dict[str, Any], base: dict[str, Any], targets: Iterable[
         point, _ = found
         rows.append({**base, "target": target, "primary": point["primary"], "flops_speedup": point["flops_speedup"],
                      "measured_speedup": None, "efficiency": None, "timing_noisy": None, "source": "curve",
+                     "primary_ci95": None,  # the run's interval is of its own point, not of this one
                      **{f"metric.{k}": v for k, v in point.get("metrics", {}).items()}})
     return rows
 

@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from hashee.core.equal_speedup import Mix, Point, compare, mix_at, mixed, value
+from hashee.core.equal_speedup import AT_POINT, Mix, Point, compare, mix_at, mixed, value
 from hashee.runs.results import PREDICTIONS_FILE
 
 REFERENCES = (1.5, 2.0, 3.0)
@@ -46,8 +46,12 @@ def references(rows: list[dict[str, Any]], task: str) -> list[float]:
     for row in rows:
         if row["task"] == task and row.get("source") == "run" and is_hashee(row["method"]) and row.get("flops_speedup"):
             points[(row["method"], row["target"])].append(float(row["flops_speedup"]))
-    found = {round(statistics.fmean(v), 2) for v in points.values()}
-    return sorted(set(REFERENCES) | found)
+    found = sorted({round(statistics.fmean(v), 2) for v in points.values()})
+    chosen = list(REFERENCES)
+    for point in found:  # a HashEE point within AT_POINT of a reference already there adds nothing
+        if all(abs(point - other) > AT_POINT * other for other in chosen):
+            chosen.append(point)
+    return sorted(chosen)
 
 
 def read_off(task_curves: dict[str, dict[int, list[Point]]], reference: float) -> dict[str, list[Mix]]:
@@ -75,7 +79,7 @@ def headline_rows(task: str, metric: str, reference: float, reached: dict[str, l
         if method != best:
             result = compare(metric, reached[method], reached[best])
             row.update(difference=100 * result.difference, low=100 * result.low, high=100 * result.high,
-                       p_value=result.p_value, tie=result.tie, versus=best)
+                       p_value=result.p_value, tie=result.tie, versus=best, one_seed=min(result.seeds) < 2)
         table.append(row)
     return table
 
@@ -107,11 +111,12 @@ def equal_speedup_tables(rows: list[dict[str, Any]]) -> dict[str, list[dict[str,
 
 
 def verdict(row: dict[str, Any]) -> str:
+    """best / tie / below / not reached; "(1 seed)" where either side has one seed: not a claim."""
     if not row.get("reached", True):
         return "not reached"
     if row.get("best"):
-        return "best"
-    return "tie" if row["tie"] else "below"
+        return "best" + (" (1 seed)" if row["seeds"] < 2 else "")
+    return ("tie" if row["tie"] else "below") + (" (1 seed)" if row.get("one_seed") else "")
 
 
 def _interval(row: dict[str, Any]) -> str:
@@ -127,7 +132,8 @@ def markdown(tables: dict[str, list[dict[str, Any]]]) -> str:
              "its two nearest operating points in the proportion that gives exactly that speed-up (the metric's "
              "linear interpolation for correlations), per seed; \"not reached\" outside its curve, never extrapolated. "
              "Differences in points against the best method at that speed-up, with a 95 % bootstrap interval over "
-             "examples *and* seeds; \"tie\" when it includes 0.", "",
+             "examples *and* seeds; \"tie\" when it includes 0; \"(1 seed)\": one side has a single seed, an indication, "
+             "not a claim.", "",
              "| task | speed-up | method | seeds | metric | value | minus the best [95 %] | verdict |",
              "|---|---:|---|---:|---|---:|---|---|"]
     for r in tables["headline"]:
@@ -144,6 +150,7 @@ def markdown(tables: dict[str, list[dict[str, Any]]]) -> str:
                   "|---|---:|---|---|---|---|---:|---|"]
         for r in tables["hashee_versus"]:
             word = "tie" if r["tie"] else ("HashEE better" if r["difference"] > 0 else "HashEE worse")
+            word += " (1 seed)" if min(r["seeds"]) < 2 else ""
             lines.append(f"| {r['task']} | {r['speedup']:.2f} | {r['hashee']} | {r['versus']} | "
                          f"{r['seeds'][0]} / {r['seeds'][1]} | {_interval(r)} | {r['p_value']:.3f} | {word} |")
     return "\n".join(lines)

@@ -103,5 +103,8 @@ def _f1(spec: LabelSpace, preds: torch.Tensor, target: torch.Tensor) -> torch.Te
 
 
 def _matthews(spec: LabelSpace, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Matthews correlation coefficient (multiclass form; equals the binary one for C=2)."""
+    """Matthews correlation (multiclass form; equals the binary one for C=2); 0 when predictions or labels are constant (undefined: torchmetrics 1.9 returns a
+    small non-zero value there, from the epsilon it adds to avoid dividing by zero)."""
+    if preds.unique().numel() < 2 or target.unique().numel() < 2:
+        return torch.tensor(0.0)
     return matthews_corrcoef(preds, target, task="multiclass", num_classes=spec.num_labels)

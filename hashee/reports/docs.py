@@ -1,0 +1,58 @@
+"""Tables in the docs are generated, never typed: ``hashee-report --docs docs/results.md [--check]``.
+
+A generated block in a markdown file is delimited by two comments naming the study folder (relative to the
+repository root, the docs file's parent's parent) and the report section (:func:`hashee.reports.build.markdown_sections`):
+
+    <!-- hashee-report results/verdict_sst2 equal -->
+    ...the table, as the report writes it...
+    <!-- /hashee-report -->
+
+``--docs`` rewrites every block from the committed runs; ``--check`` only compares and names every block that
+differs (``make docs-check`` and a test run it), so a typed or stale figure cannot stay in the docs.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+BLOCK = re.compile(r"(<!-- hashee-report (?P<study>\S+) (?P<section>\w+) -->\n)(?P<body>.*?)(<!-- /hashee-report -->)",
+                   re.DOTALL)
+
+
+@lru_cache(maxsize=None)
+def _sections(study: Path) -> dict[str, str]:
+    from hashee.reports.build import load_rows, markdown_sections
+
+    return markdown_sections(load_rows(study)[0])
+
+
+def render(study: Path, section: str) -> str:
+    """The markdown of one report section of a study, as a block body (ends with a newline)."""
+    sections = _sections(study)
+    if section not in sections:
+        raise SystemExit(f"error: no report section {section!r}; known: {', '.join(sections)}")
+    return sections[section].rstrip("\n") + "\n"
+
+
+def regenerate(doc: Path) -> tuple[str, list[str]]:
+    """The docs file with every block regenerated, and the blocks (``study section``) whose text changed."""
+    root = doc.resolve().parent.parent
+    text, changed = doc.read_text(), []
+
+    def replace(match: re.Match) -> str:
+        body = render(root / match["study"], match["section"])
+        if body != match["body"]:
+            changed.append(f"{match['study']} {match['section']}")
+        return match.group(1) + body + match.group(5)
+
+    return BLOCK.sub(replace, text), changed
+
+
+def update_docs(doc: Path, check: bool) -> list[str]:
+    """Rewrite ``doc``'s generated blocks (``check``: only compare); returns the blocks that differ(ed)."""
+    text, changed = regenerate(doc)
+    if not check and changed:
+        doc.write_text(text)
+    return changed
