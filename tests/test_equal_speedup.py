@@ -139,3 +139,18 @@ def test_hashees_configuration_is_chosen_on_validation_never_on_the_reported_spl
     table = family_table(rows)
     assert [r["member"] for r in table if r["chosen"]] == ["hashee[frequency; depth=4]", "hashee[frequency]"]
     assert len(table) == 5
+
+
+def test_the_claim_compares_every_hashee_variant_with_the_best_other_method():
+    """Mutation caught: the claim picking HashEE's best variant by its reported-split value (one row instead of
+    one per variant), or comparing against the worst baseline."""
+    from hashee.reports.equal_speedup import claim_rows, claim_word
+
+    good, fair, poor = np.arange(N) < 380, np.arange(N) < 300, np.arange(N) < 200
+    reached = {"hashee[frequency]": [_fixed(poor)] * 2, "hashee[frequency; chosen]": [_fixed(good)] * 2,
+               "static": [_fixed(fair)] * 2, "pabee": [_fixed(poor)] * 2}
+    rows = {r["hashee"]: r for r in claim_rows("t", "accuracy", 2.0, reached)}
+    assert set(rows) == {"hashee[frequency]", "hashee[frequency; chosen]"}
+    assert all(r["versus"] == "static" for r in rows.values())
+    assert claim_word(rows["hashee[frequency; chosen]"]) == "holds"
+    assert claim_word(rows["hashee[frequency]"]) == "does not hold"

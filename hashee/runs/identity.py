@@ -161,6 +161,7 @@ class MethodNaming:
 
     qualifier: str | None = None  # dotted key that qualifies the label and tags: hashee[<hash.name>], hash:<name>
     variants: tuple[str, ...] = ()  # dotted keys shown in the label when set: hashee[frequency; depth=3; pooling=cls]
+    untargeted: str | None = None  # label tag of a run without a target (HashEE's paper mode: no calibration)
     target_key: str = "target_speedup"  # dotted key of the requested target speed-up
     has_target: bool = True  # False: no operating point (the full model); its report rows have no target
     reference_label: str | None = None  # a report draws it as a dashed reference line under this label
@@ -169,7 +170,7 @@ class MethodNaming:
 METHOD_NAMING = {
     "full": MethodNaming(has_target=False, reference_label="full model"),
     "hashee": MethodNaming(qualifier="hash.name", target_key="hashee.target_speedup",
-                           variants=("hashee.depth", "hashee.num_buckets", "hashee.pooling")),
+                           variants=("hashee.depth", "hashee.num_buckets", "hashee.pooling"), untargeted="paper"),
 }
 
 
@@ -189,14 +190,16 @@ def select(config: Mapping[str, Any], dotted: str) -> Any:
 
 
 def method_label(method: Any, config: Mapping[str, Any]) -> str:
-    """``hashee[frequency]`` for HashEE (the hash matters; a set depth, bucket count or pooling is added:
-    ``hashee[frequency; depth=3; num_buckets=3]``), the method name otherwise."""
+    """``hashee[frequency]`` for HashEE (the hash matters; a set depth, bucket count or pooling is added, and
+    ``paper`` for a run without a target: ``hashee[frequency; depth=3; paper]``), the method name otherwise."""
     rule = naming(method)
     if rule.qualifier is None:
         return str(method)
     value = select(config, rule.qualifier)
     parts = ["?" if value is None else str(value)]
     parts += [f"{key.split('.')[-1]}={select(config, key)}" for key in rule.variants if select(config, key) is not None]
+    if rule.untargeted and select(config, rule.target_key) is None:
+        parts.append(rule.untargeted)
     return f"{method}[{'; '.join(parts)}]"
 
 
