@@ -20,7 +20,7 @@ padding), which is the reference; its FLOPs are that inference's. Any other deci
 far above fp32 rounding, so it is the same in any batch. Calibration keeps its knobs clear of the
 validation scores (:func:`clear_of_scores`), so that replaying the rule over the record equals inference.
 
-FLOPs follow METHODS.md section 3: every layer run (``layer_flops(n, n)``, n = real length) plus
+FLOPs follow docs/methods.md section 3: every layer run (``layer_flops(n, n)``, n = real length) plus
 every head evaluated after it (:meth:`LayerwiseExitModule.head_cost`, and with mean pooling the
 ``n*d`` of forming its pooled vector). Every head reads the encoder's pooled vector (section 2a).
 """

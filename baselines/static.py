@@ -1,4 +1,4 @@
-"""Static-k: the first k layers, then the pooled vector, the backbone's pooler and a linear classifier (METHODS.md 2).
+"""Static-k: the first k layers, then the pooled vector, the backbone's pooler and a linear classifier (docs/methods.md 2).
 
 No exit decision: every instance runs exactly k layers, in training and at inference. Training is
 plain cross-entropy (MSE for regression) on layer k. The knob k is fixed before training, so

@@ -1,4 +1,4 @@
-"""Analytic FLOPs (METHODS.md section 3) against torch's FLOP counter on the matrix products."""
+"""Analytic FLOPs (docs/methods.md section 3) against torch's FLOP counter on the matrix products."""
 
 from __future__ import annotations
 

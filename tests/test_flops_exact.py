@@ -1,4 +1,4 @@
-"""Analytic FLOPs of EVERY method == FlopCounterMode on the matrix products (METHODS.md section 3).
+"""Analytic FLOPs of EVERY method == FlopCounterMode on the matrix products (docs/methods.md section 3).
 
 Every head, internal pooler, classifier and BERxiT's LTE unit is included. The counter sees matrix
 products only, so the analytic count minus the mean pooling's ``n*d`` per evaluated head must equal

@@ -1,4 +1,4 @@
-"""Backbone-matched pooling (METHODS.md 2a), per-exit diagnostics and per-example outputs."""
+"""Backbone-matched pooling (docs/methods.md 2a), per-exit diagnostics and per-example outputs."""
 
 from __future__ import annotations
 

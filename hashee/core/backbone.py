@@ -29,7 +29,7 @@ class Backbone:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     source: str  # resolved path or hub id the weights came from ("random" for random init)
-    pooling: str = "cls"  # what every head reads (METHODS.md section 2a): "cls" or "mean"
+    pooling: str = "cls"  # what every head reads (docs/methods.md section 2a): "cls" or "mean"
 
 
 def resolve_path(path: str) -> str:

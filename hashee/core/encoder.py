@@ -300,7 +300,7 @@ class MultiExitEncoder(nn.Module):
         super().__init__()
         config = model.config
         self.config = config
-        self.pooling = pooling  # what every head reads: "cls" or "mean" (METHODS.md section 2a)
+        self.pooling = pooling  # what every head reads: "cls" or "mean" (docs/methods.md section 2a)
         self.embeddings = model.embeddings
         self.layers = model.encoder.layer
         self.pooler = model.pooler

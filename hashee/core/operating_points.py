@@ -1,4 +1,4 @@
-"""Operating points (METHODS.md section 4): a knob value is chosen on the validation curve only.
+"""Operating points (docs/methods.md section 4): a knob value is chosen on the validation curve only.
 
 A curve is a list of points ``{"knob", "value", "primary", "flops_speedup", ...}``, one per knob
 value. The test curve of the same model is reported, never used to choose.

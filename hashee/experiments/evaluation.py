@@ -1,5 +1,5 @@
 """Evaluating a trained method on a split: per-example outputs and FLOPs, the per-example predictions file,
-and the cost block of the reported split (FLOPs and wall-clock speed-ups, METHODS.md section 3)."""
+and the cost block of the reported split (FLOPs and wall-clock speed-ups, docs/methods.md section 3)."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def batch1_check(module: ExitModule, datamodule: TaskDataModule, batched: Mappin
 
 def cost_block(module: ExitModule, test: Mapping[str, Any], batches: list, cfg: DictConfig,
                datamodule: TaskDataModule) -> dict[str, Any]:
-    """FLOPs and wall-clock speed-ups on the reported split (METHODS.md section 3)."""
+    """FLOPs and wall-clock speed-ups on the reported split (docs/methods.md section 3)."""
     block: dict[str, Any] = {
         "flops": test["flops"], "flops_full": test["flops_full"],
         "flops_speedup": test["flops_full"] / test["flops"],

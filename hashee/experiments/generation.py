@@ -4,7 +4,7 @@ encoder-decoder method -> train (select on val) -> generate -> ROUGE + cost.
 The method config names its generation class in ``seq2seq_target`` (full and hashee do); other
 methods refuse generation tasks with one line.
 
-Cost block (METHODS.md sections 3 and 6), on the reported split:
+Cost block (docs/methods.md sections 3 and 6), on the reported split:
 - ``flops`` / ``flops_full``: analytic FLOPs of the method's generation, and of the same decoding
   steps with every token at every layer (so the ratio compares equal work);
 - ``generated_tokens`` and FLOPs per generated token for both;

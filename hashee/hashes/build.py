@@ -1,4 +1,4 @@
-"""Build a token hash for HashEE (METHODS.md section 1) from the TRAINING split: map every token id to an exit layer.
+"""Build a token hash for HashEE (docs/methods.md section 1) from the TRAINING split: map every token id to an exit layer.
 
 A hash function (:mod:`hashee.hashes.functions`) yields an ordering of the seen, non-special token types
 from shallow to deep, or buckets. Two ways to turn it into exit layers:

@@ -66,7 +66,7 @@ class ExitModule(pl.LightningModule):
         raise NotImplementedError
 
     def batch_flops(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:  # pragma: no cover - abstract
-        """Analytic FLOPs per sequence of ``predict`` on this batch (METHODS.md section 3)."""
+        """Analytic FLOPs per sequence of ``predict`` on this batch (docs/methods.md section 3)."""
         raise NotImplementedError
 
     def training_stages(self) -> tuple[str, ...]:

@@ -4,12 +4,12 @@ No internal classifiers, no learned exit module, no extra parameters. At layer `
 tokens whose exit layer is >= ``l`` are gathered and computed; exited tokens keep their frozen
 state and (by default) still serve as keys/values. [CLS], special and unseen tokens run to the
 last layer ``D``; the backbone's pooler + a linear classifier read the pooled vector after layer ``D``:
-by default the backbone's pooling (METHODS.md 2a: for MiniLM the mean of every real token, exited ones
+by default the backbone's pooling (docs/methods.md 2a: for MiniLM the mean of every real token, exited ones
 with their frozen state); ``hashee.pooling=cls`` reads [CLS], which never exits, as the authors' model
 does, whatever the baselines read.
 Training uses exactly the hash used at inference, and no auxiliary loss.
 
-Differences from the original code (METHODS.md section 1), all deliberate:
+Differences from the original code (docs/methods.md section 1), all deliberate:
 - padding is masked out of attention, so a sequence's logits do not depend on its batch;
 - compute really shrinks (tokens are gathered), instead of computing all and restoring exited ones;
 - the hash is built from the training split only, and the checkpoint is selected on a validation

@@ -1,4 +1,4 @@
-"""HashEE for sequence-to-sequence generation (METHODS.md section 6).
+"""HashEE for sequence-to-sequence generation (docs/methods.md section 6).
 
 Two hashes, built from the training split only: one over source tokens (encoder exits, as for
 classification) and one over decoder input tokens (decoder exits). A decoder token's state is

@@ -1,4 +1,4 @@
-"""FLOPs of an encoder-decoder with token exits (METHODS.md sections 3, 6).
+"""FLOPs of an encoder-decoder with token exits (docs/methods.md sections 3, 6).
 
 FLOPs follow the encoder definition (multiply-add = 2, padding never counts), decoder included.
 Per generated token (one decoding step of one row), for each decoder layer run:

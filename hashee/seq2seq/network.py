@@ -2,10 +2,10 @@
 
 Every layer gathers the tokens it computes (packed, as in :mod:`hashee.core.encoder`): a token whose exit
 layer is below ``l`` is not computed at layer ``l``; its frozen state stays a key/value, projected with
-that layer's weights (METHODS.md section 1). Where a family keeps its modules is its layout
+that layer's weights (docs/methods.md section 1). Where a family keeps its modules is its layout
 (:mod:`hashee.seq2seq.layouts`); one code path runs every layout.
 
-Decoder exits (METHODS.md section 6): target token ``t`` (the decoder INPUT at position ``t``,
+Decoder exits (docs/methods.md section 6): target token ``t`` (the decoder INPUT at position ``t``,
 known when it is processed) exits at the layer its hash gives; above it its state is copied
 upward, so later tokens attend to it at every layer and the LM head reads its frozen state.
 Teacher forcing (training) and incremental generation follow the same rule: during generation

@@ -1,4 +1,4 @@
-"""Learnability of human-defined difficulty (METHODS.md section 5): ``experiment=difficulty_human``.
+"""Learnability of human-defined difficulty (docs/methods.md section 5): ``experiment=difficulty_human``.
 
 SNLI pairs without an annotator majority (gold label ``-1`` on the hub, ``-`` in the original files) are
 difficult; all of them plus as many seeded simple pairs form a balanced set on which a binary encoder

@@ -1,4 +1,4 @@
-"""Learnability of model-defined difficulty (METHODS.md section 5): ``experiment=difficulty_model``.
+"""Learnability of model-defined difficulty (docs/methods.md section 5): ``experiment=difficulty_model``.
 
 1. the pool is the task's whole training split (train + the val carved from it; the test split is
    never touched); it is split, seeded and stratified, into part A and a disjoint part B;
@@ -68,7 +68,7 @@ def datamodule_with(base: TaskDataModule, encoded: dict[str, datasets.Dataset]) 
 
 def layer_outputs(module: Any, rows: P.Rows, batch_size: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Every layer's head logits ``[L, N, C]`` and pooled vector ``[N, L, d]`` (what the heads read: [CLS] or
-    the mean of the real tokens, METHODS.md 2a) of a multi-exit model, in row order."""
+    the mean of the real tokens, docs/methods.md 2a) of a multi-exit model, in row order."""
     logits: list[Any] = [None] * len(rows)
     pooled: list[Any] = [None] * len(rows)
     module.eval()

@@ -1,4 +1,4 @@
-"""Predictors of an instance's difficulty vector (METHODS.md section 5).
+"""Predictors of an instance's difficulty vector (docs/methods.md section 5).
 
 A target is a 0/1 vector per instance (one entry per layer: "layer i's head is correct"; or one
 entry: "humans found it difficult"). Every predictor outputs one logit per entry; a logit > 0
@@ -76,7 +76,7 @@ def length_sorted_chunks(rows: Rows, batch_size: int) -> list[list[int]]:
 
 
 class EncoderPredictor(nn.Module):
-    """A (fresh) backbone with dropout and a linear multi-label head on the pooled vector (METHODS.md 2a)."""
+    """A (fresh) backbone with dropout and a linear multi-label head on the pooled vector (docs/methods.md 2a)."""
 
     def __init__(self, backbone: Backbone, outputs: int) -> None:
         super().__init__()
