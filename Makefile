@@ -36,12 +36,13 @@ report: setup
 	for study in $$(ls -d results/*/runs | xargs -n1 dirname); do \
 		$(BIN)/hashee-report $$study --out reports/$$(basename $$study) || exit 1; done
 
-# The tables of docs/results.md are generated from results/: rewrite them (docs) or check them (docs-check)
+# The tables of README.md and docs/results.md are generated from results/: rewrite them (docs) or check them (docs-check)
+GENERATED_DOCS := README.md docs/results.md
 docs: setup
-	$(BIN)/hashee-report --docs docs/results.md
+	for doc in $(GENERATED_DOCS); do $(BIN)/hashee-report --docs $$doc || exit 1; done
 
 docs-check: setup
-	$(BIN)/hashee-report --docs docs/results.md --check
+	for doc in $(GENERATED_DOCS); do $(BIN)/hashee-report --docs $$doc --check || exit 1; done
 
 # hydra/launcher=ray: installs the `ray` extra (large, not part of setup) and runs its sweep test.
 .PHONY: test-ray

@@ -4,7 +4,7 @@ glibc's ``malloc`` serves blocks over its mmap threshold (128 KiB to start) with
 the top of the heap back to the OS once more than the trim threshold is free there. A layer's activations are
 such blocks (SST-2, batch 32, MiniLM: 0.3-1.2 MB each), allocated and freed again at every layer, so the
 pages of each are faulted in and zeroed by the kernel every time: 28,000-58,000 minor page faults per pass over
-SST-2 dev for the full model, 0 after :func:`keep_freed_memory` (BENCHMARKS.md section 0b). Raising both thresholds
+SST-2 dev for the full model, 0 after :func:`keep_freed_memory` (docs/performance.md). Raising both thresholds
 keeps those pages in the heap for the next layer. The process then holds on to the memory it freed (up to the
 trim threshold), which is what a benchmark process wants. Elsewhere than glibc it does nothing.
 """

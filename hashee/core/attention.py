@@ -8,7 +8,7 @@ bias, very negative where no key exists), broadcastable to ``[rows, heads, q, m]
 - ``bmm``: two batched matrix products around an in-place softmax. On CPU, for the short sequences of
   sentence tasks, torch's SDPA kernel has a fixed cost per (row, head) that does not shrink with the number
   of queries: on 2 threads, 32 rows x 12 heads x 25 keys took it 2.1 ms for 25 queries and 1.8 ms for 10,
-  against 1.0 and 0.6 ms here (BENCHMARKS.md section 0b). From about 128 keys on SDPA is as fast or faster,
+  against 1.0 and 0.6 ms here (docs/performance.md). From about 128 keys on SDPA is as fast or faster,
   and its memory does not grow with ``q x m``.
 - ``math``: the same products written out, visible to FLOP counters (SDPA on CPU is not).
 - ``auto`` (the encoders' default): ``bmm`` where it is the faster one (CPU, no autograd, no dropout, at most

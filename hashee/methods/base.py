@@ -178,7 +178,7 @@ def adamw(groups: list[dict[str, Any]], lr: float, fused: bool = True) -> torch.
     The fused kernel applies the same update as the default per-tensor loop (equal to float rounding, tested). On
     CPU at 1 thread the default loop took 0.3 s a step for MiniLM's 23M parameters and 1.3-2.1 s for MPNet's 109M,
     fused 0.02 s and 0.13-0.19 s: a fixed cost per step, the same for every method, that hid part of HashEE's
-    training speed-up (BENCHMARKS.md section 14).
+    training speed-up (docs/performance.md).
     """
     params = [param for group in groups for param in group["params"]]
     supported = all(p.device.type in FUSED_ADAMW_DEVICES and p.is_floating_point() for p in params)
