@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from hashee.core.stats import CONFIDENCE, metric
+from hashee.core.stats import CONFIDENCE, load_in_split_order, metric
 
 MIXABLE = ("accuracy", "f1", "matthews", "acc_and_f1")  # functions of (expected) confusion counts
 RESAMPLES = 2000
@@ -45,10 +45,8 @@ class Point:
     @classmethod
     def load(cls, path: str) -> "Point":
         """A run's ``predictions.npz``, its examples in split order."""
-        with np.load(path) as data:
-            order = np.argsort(data["index"], kind="stable")
-            return cls(data["label"][order], data["prediction"][order], data["flops"][order].astype(float),
-                       data["flops_full"][order].astype(float))
+        labels, predicted, flops, flops_full = load_in_split_order(path, ("label", "prediction", "flops", "flops_full"))
+        return cls(labels, predicted, flops.astype(float), flops_full.astype(float))
 
     @property
     def speedup(self) -> float:

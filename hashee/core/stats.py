@@ -63,6 +63,13 @@ def metric(name: str, labels: np.ndarray, predicted: np.ndarray) -> float:
     return METRICS[name](labels, predicted)
 
 
+def load_in_split_order(path: str, keys: Sequence[str]) -> list[np.ndarray]:
+    """Arrays ``keys`` of a run's ``predictions.npz``, its examples put in split order (``index`` sorted)."""
+    with np.load(path) as data:
+        order = np.argsort(data["index"], kind="stable")
+        return [data[key][order] for key in keys]
+
+
 @dataclass(frozen=True)
 class Outputs:
     """One run's per-example outputs on a split, in split order (``index`` sorted)."""
@@ -73,9 +80,7 @@ class Outputs:
     @classmethod
     def load(cls, path: str) -> "Outputs":
         """Read a run's ``predictions.npz`` and put its examples in split order."""
-        with np.load(path) as data:
-            order = np.argsort(data["index"], kind="stable")
-            return cls(data["label"][order], data["prediction"][order])
+        return cls(*load_in_split_order(path, ("label", "prediction")))
 
 
 def _bootstrap(statistic: Callable[[np.ndarray], float], count: int, seed: int, resamples: int) -> Any:
