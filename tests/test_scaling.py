@@ -6,7 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from hashee.cli.scaling import run
+from hashee.core.cost import efficiency_ceiling
 
 
 def test_scaling_writes_a_row_per_method_and_cell_and_its_plots(tmp_path):
@@ -16,8 +19,12 @@ def test_scaling_writes_a_row_per_method_and_cell_and_its_plots(tmp_path):
     assert {(r["batch_size"], r["method"]) for r in rows} == {(b, m) for b in (1, 4) for m in methods}
     hashee = [r for r in rows if r["method"] == "hashee@2"]
     assert all(r["flops_speedup"] > 1.0 and r["efficiency"] > 0 and r["efficiency_paired"] > 0 for r in hashee)
-    # the ceiling set by the full model's fixed cost per batch: between no speed-up at all and 1
-    assert all(1 / r["flops_speedup"] - 1e-9 <= r["ceiling"] <= 1.0 + 1e-9 for r in hashee)
+    # the ceiling charges the fixed cost per batch for HashEE's calibrated depth D of the L layers: between 1 (no
+    # fixed cost) and 1 / (FLOPs speed-up * D / L) (all of the full model's time fixed)
+    assert all(r["num_layers"] == 4 and 1 <= r["layers_run"] <= 4 for r in hashee)
+    for r in hashee:
+        all_fixed = 1 / (r["flops_speedup"] * r["layers_run"] / r["num_layers"])
+        assert min(1.0, all_fixed) - 1e-9 <= r["ceiling"] <= max(1.0, all_fixed) + 1e-9
     assert all(0.0 <= r["fixed_share_of_full"] <= 1.0 for r in rows)
     for row in rows:  # the noise check: the full model timed twice, its ratio and flag on every row of the cell
         again = next(r for r in rows if r["method"] == "full_again" and r["batch_size"] == row["batch_size"])
@@ -38,3 +45,27 @@ def test_the_console_script_exits_0_on_success(tmp_path):
     done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "scaling.json").exists()
+
+
+def test_the_ceiling_charges_the_fixed_cost_of_the_layers_run():
+    """Known answers. Full model 10 s, of which 4 s fixed per batch over L = 12 layers, FLOPs speed-up 3:
+    all 12 layers run: 4 + 6/3 = 6 s, ceiling 10/6/3; HashEE at depth 6: 4*6/12 + 6/3 = 4 s, ceiling 10/4/3;
+    a static model at k = 4: 4*4/12 + 2 = 10/3 s, ceiling exactly 1 (its FLOPs are its layers: L/k = 3)."""
+    assert efficiency_ceiling(10.0, 4.0, 3.0) == pytest.approx(10 / 6 / 3)
+    assert efficiency_ceiling(10.0, 4.0, 3.0, layers_run=12, num_layers=12) == pytest.approx(10 / 6 / 3)
+    assert efficiency_ceiling(10.0, 4.0, 3.0, layers_run=6, num_layers=12) == pytest.approx(10 / 4 / 3)
+    assert efficiency_ceiling(10.0, 4.0, 3.0, layers_run=4, num_layers=12) == pytest.approx(1.0)
+    # fewer layers run, higher ceiling; no fixed cost: 1 whatever the depth; a negative intercept counts as none
+    assert efficiency_ceiling(10.0, 4.0, 3.0, 6, 12) > efficiency_ceiling(10.0, 4.0, 3.0, 9, 12)
+    assert efficiency_ceiling(10.0, 0.0, 3.0, 6, 12) == pytest.approx(1.0)
+    assert efficiency_ceiling(10.0, -1.0, 3.0, 6, 12) == pytest.approx(1.0)
+    # all of the time fixed, half the layers run, FLOPs speed-up 2: time 5 s, measured 2x, ceiling 1
+    assert efficiency_ceiling(10.0, 10.0, 2.0, 6, 12) == pytest.approx(1.0)
+    # a mean depth over batches (a method whose depth varies) is a fraction of a layer
+    assert efficiency_ceiling(10.0, 4.0, 3.0, 7.5, 12) == pytest.approx(10 / (4 * 7.5 / 12 + 2) / 3)
+
+
+@pytest.mark.parametrize("layers_run,num_layers", [(0, 12), (13, 12), (6, None)])
+def test_the_ceiling_refuses_a_depth_outside_the_model(layers_run, num_layers):
+    with pytest.raises(ValueError, match="layers_run"):
+        efficiency_ceiling(10.0, 4.0, 3.0, layers_run, num_layers)

@@ -16,7 +16,8 @@ to back share the machine's state). As a noise check the full model is timed a s
 Per input, the full model's *fixed cost* per batch (time that does not grow with tokens: on CPU, every layer's
 weights read from memory once per batch; :func:`hashee.core.cost.fixed_batch_cost` on sub-batches of up to 1,024
 tokens of the median batch of the largest batch size) gives each HashEE cell its ``ceiling``: the efficiency of a
-method that pays that cost once per batch, as the full model does, and everything else in proportion to its FLOPs.
+method that pays that cost once per batch for the layers it runs (HashEE's calibrated depth D of the L layers:
+D / L of it) and everything else in proportion to its FLOPs.
 Each input uses the same examples at every batch size: the first ``max(largest batch, tokens / mean length)`` of
 the split.
 Writes ``scaling.json``, ``scaling.md`` and two plots (efficiency against batch size, and against length).
@@ -154,7 +155,9 @@ def measure_cell(data: dict[str, Any], batch_size: int, repeats: int) -> list[di
             paired = statistics.median(f / h for f, h in zip(times["full"], values)) / flops_speedup
             row.update(target=float(name.split("@")[1]), flops_speedup=flops_speedup, measured_speedup=measured,
                        efficiency=measured / flops_speedup, efficiency_paired=paired,
-                       ceiling=efficiency_ceiling(best["full"], fixed, flops_speedup))
+                       layers_run=module.depth, num_layers=module.encoder.num_layers,  # its calibrated depth D of L
+                       ceiling=efficiency_ceiling(best["full"], fixed, flops_speedup, module.depth,
+                                                  module.encoder.num_layers))
         rows.append(row)
     return rows
 

@@ -1,4 +1,4 @@
-"""One cost definition for every method (METHODS.md section 3): analytic FLOPs and wall-clock.
+"""One cost definition for every method (docs/methods.md section 3): analytic FLOPs and wall-clock.
 
 FLOPs count a multiply-add as 2. For a layer where a sequence has ``q`` tokens computed
 and ``m`` tokens used as keys/values::
@@ -7,7 +7,7 @@ and ``m`` tokens used as keys/values::
   + 4*q*m*d  (scores + weighted sum)             +  4*q*d*f  (FFN)
 
 A head costs its pooler (2*d^2) plus its classifier (2*d*C); an LTE unit costs 2*d. With mean
-pooling (METHODS.md section 2a) every evaluated head also pays ``n*d`` for the mean of the
+pooling (docs/methods.md section 2a) every evaluated head also pays ``n*d`` for the mean of the
 sequence's ``n`` real tokens.
 Padding never counts: every function takes real (non-pad) lengths or masks.
 """
@@ -151,8 +151,25 @@ def fixed_batch_cost(run_batch: Callable[[Any], Any], batch: dict[str, torch.Ten
             "s_per_token": float(line.slope), "r2": float(line.rvalue ** 2)}
 
 
-def efficiency_ceiling(full_s: float, fixed_s: float, flops_speedup: float) -> float:
-    """The most efficiency a method can reach that pays ``fixed_s`` (of the full model's ``full_s``) as the full model
-    does and every other second in proportion to its FLOPs: full time / that method's time / FLOPs speed-up."""
+def efficiency_ceiling(full_s: float, fixed_s: float, flops_speedup: float, layers_run: float | None = None,
+                       num_layers: int | None = None) -> float:
+    """The most efficiency a method can reach that pays the fixed cost of the layers it runs and every other second
+    in proportion to its FLOPs: full time / that method's time / FLOPs speed-up.
+
+    ``fixed_s`` (of the full model's ``full_s``) is the full model's fixed cost per batch over all ``num_layers``
+    layers (mostly every layer's weights read once per batch); a method that runs ``layers_run`` of them on each
+    batch (HashEE: its calibrated depth; static: its k; the mean over batches for a method whose depth varies)
+    pays ``fixed_s * layers_run / num_layers``. Without ``layers_run`` it pays all of it, as the full model does.
+    """
     fixed = min(max(fixed_s, 0.0), full_s)
-    return full_s / (fixed + (full_s - fixed) / flops_speedup) / flops_speedup
+    method_fixed = fixed * layer_share(layers_run, num_layers)
+    return full_s / (method_fixed + (full_s - fixed) / flops_speedup) / flops_speedup
+
+
+def layer_share(layers_run: float | None, num_layers: int | None) -> float:
+    """``layers_run / num_layers`` (1 when ``layers_run`` is None): the share of the full model's layers run."""
+    if layers_run is None:
+        return 1.0
+    if not num_layers or not 0 < layers_run <= num_layers:
+        raise ValueError(f"layers_run must be in (0, num_layers], got {layers_run} of {num_layers}")
+    return layers_run / num_layers
