@@ -126,11 +126,16 @@ def _member(depth: int | None, val: float, test: float, seed: int = 0) -> dict:
             "primary": test, "flops_speedup": 2.0, "depth": depth or 6, "run_dir": f"/runs/{label}/{seed}"}
 
 
+def _cls(val: float, test: float, seed: int = 0) -> dict:
+    return {**_member(None, val, test, seed), "method": "hashee[frequency; pooling=cls]", "run_dir": f"/runs/cls/{seed}"}
+
+
 def test_hashees_configuration_is_chosen_on_validation_never_on_the_reported_split():
-    """Depth 4 is best on validation, depth 6 on the reported split: the chosen member is depth 4.
+    """Depth 4 is best on validation, [CLS] pooling on the reported split: the chosen member is depth 4 (pooling
+    variants are members of the family too).
 
     Mutation caught: ``choose`` keyed on ``primary`` (the reported split) picks depth 6."""
-    rows = [_member(None, 0.86, 0.83), _member(4, 0.88, 0.80), _member(3, 0.85, 0.82),
+    rows = [_member(None, 0.86, 0.83), _member(4, 0.88, 0.80), _member(3, 0.85, 0.82), _cls(0.87, 0.85),
             _member(None, 0.87, 0.81, seed=1), _member(3, 0.84, 0.84, seed=1)]
     chosen = {r["seed"]: r for r in chosen_rows(rows)}
     assert chosen[0]["method"] == "hashee[frequency; chosen]" and chosen[0]["chosen_from"] == "hashee[frequency; depth=4]"
@@ -138,7 +143,7 @@ def test_hashees_configuration_is_chosen_on_validation_never_on_the_reported_spl
     assert chosen[1]["chosen_from"] == "hashee[frequency]"
     table = family_table(rows)
     assert [r["member"] for r in table if r["chosen"]] == ["hashee[frequency; depth=4]", "hashee[frequency]"]
-    assert len(table) == 5
+    assert len(table) == 6
 
 
 def test_the_claim_compares_every_hashee_variant_with_the_best_other_method():

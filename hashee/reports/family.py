@@ -1,7 +1,7 @@
 """HashEE's operating point chosen on validation, as the baselines' knobs are (``+sweep=hashee_family``).
 
-At one target, a HashEE *family* is the runs that differ only in ``hashee.depth`` (each trained with its exits,
-calibrated at its depth to reach the target). Per task, target and seed, the member with the best primary metric
+At one target, a HashEE *family* is the runs that differ only in ``hashee.depth`` and ``hashee.pooling`` (each
+trained with its exits, calibrated at its depth to reach the target). Per task, target and seed, the member with the best primary metric
 on the **validation** split is the operating point; the report adds it as ``hashee[<hash>; chosen]`` and lists every
 member's validation metric and the choice (:func:`family_table`). The reported split never takes part: a member's
 ``primary`` (reported split) is not read here.
@@ -13,15 +13,16 @@ import re
 from collections import defaultdict
 from typing import Any
 
-DEPTH = re.compile(r"; depth=[^;\]]+")
+MEMBER_KNOBS = re.compile(r"; (depth|pooling)=[^;\]]+")  # what varies within a family
 CHOSEN = "chosen"
 
 
 def family_label(method: str) -> str | None:
-    """``hashee[frequency]`` for ``hashee[frequency; depth=4]`` and ``hashee[frequency]``; None for other methods."""
+    """``hashee[frequency]`` for ``hashee[frequency; depth=4]``, ``hashee[frequency; pooling=cls]`` and
+    ``hashee[frequency]``; None for other methods."""
     if not method.startswith("hashee["):
         return None
-    return DEPTH.sub("", method)
+    return MEMBER_KNOBS.sub("", method)
 
 
 def chosen_label(family: str) -> str:
