@@ -169,3 +169,9 @@ def test_the_depth_sweep_gives_both_backbones_one_budget():
     cfg = compose_config(["+sweep=depth"])
     assert cfg.data.train_limit == 4000 and cfg.trainer.max_epochs == 2 and cfg.task.name == "sst2"
     assert cfg.optim.lr == cfg.task.recipe.lr
+
+
+def test_an_unknown_demo_job_is_refused_in_one_line():
+    """Mutation caught: ``demo`` left out of CHECKED_GROUPS (Hydra's multi-line composition error instead)."""
+    with pytest.raises(ConfigError, match="unknown demo 'nope'"):
+        validate_sweep(swept_values(["+demo=full,nope"]), {"demo": ["full", "hashee_2x"]}, depth=6)

@@ -33,7 +33,7 @@ SWEEP_LOG = "sweep_log.jsonl"
 SWEEP_STARTS = ".sweeps"  # one file per sweep process: when it started and how many jobs it has
 SWEEP_ID_ENV = "HASHEE_SWEEP_ID"  # set by the sweep process; its jobs (launchers' workers included) inherit it
 STATUSES = ("ran", "skipped", "failed", "elsewhere")
-CHECKED_GROUPS = ("task", "method", "hash", "backbone", "trainer", "callbacks", "logger", "experiment")
+CHECKED_GROUPS = ("task", "method", "hash", "backbone", "trainer", "callbacks", "logger", "experiment", "demo")
 
 
 def record_job(sweep_dir: Path, entry: dict[str, Any]) -> None:
