@@ -1,7 +1,7 @@
 """Tables in the docs are generated, never typed: ``hashee-report --docs docs/results.md [--check]``.
 
 A generated block in a markdown file is delimited by two comments naming the study folder (relative to the
-repository root, the docs file's parent's parent) and the report section (:func:`hashee.reports.build.markdown_sections`):
+repository root: the nearest folder above the docs file that holds ``pyproject.toml``) and the report section (:func:`hashee.reports.build.markdown_sections`):
 
     <!-- hashee-report results/verdict_sst2 equal -->
     ...the table, as the report writes it...
@@ -36,9 +36,17 @@ def render(study: Path, section: str) -> str:
     return sections[section].rstrip("\n") + "\n"
 
 
+def repository_root(doc: Path) -> Path:
+    """The nearest folder above ``doc`` that holds ``pyproject.toml`` (the docs file's own folder first)."""
+    for folder in doc.resolve().parents:
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    raise SystemExit(f"error: no pyproject.toml above {doc}: cannot resolve its study folders")
+
+
 def regenerate(doc: Path) -> tuple[str, list[str]]:
     """The docs file with every block regenerated, and the blocks (``study section``) whose text changed."""
-    root = doc.resolve().parent.parent
+    root = repository_root(doc)
     text, changed = doc.read_text(), []
 
     def replace(match: re.Match) -> str:
