@@ -73,7 +73,7 @@ def test_complete_results_of_another_configuration_are_run_again(tmp_path, monke
 
 def test_the_slow_marker_says_truthfully_where_the_ray_test_runs():
     """`make test` installs the dev and launchers extras only, so the Ray test is skipped there; the marker
-    (shown by `pytest --markers`) and the README must say it runs with `make test-ray`."""
+    (shown by `pytest --markers`) and docs/usage.md must say it runs with `make test-ray`."""
     import tomllib
 
     root = Path(__file__).resolve().parent.parent
@@ -83,5 +83,5 @@ def test_the_slow_marker_says_truthfully_where_the_ray_test_runs():
     markers = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]
     slow = [m for m in markers if m.startswith("slow:")][0]
     assert "make test-ray" in slow and "default run" not in slow
-    readme = " ".join((root / "README.md").read_text().split("## Tests")[1].split("## ")[0].split())
+    readme = " ".join((root / "docs" / "usage.md").read_text().split("## Tests")[1].split("## ")[0].split())
     assert "runs only with `make test-ray`" in readme
