@@ -99,9 +99,10 @@ def test_a_changed_line_of_method_code_reruns_the_finished_jobs_and_resume_confi
 
 
 def test_two_sweeps_on_one_directory_run_each_job_once(tmp_path):
-    """Mutation: without the job lock both processes train every job (sum of ``ran`` = 6); counting from the
-    shared log instead of each process's own entries makes the summaries add up to more than the jobs."""
-    axes = ("method=full,static,hashee", "target_speedup=2")
+    """Mutations: without the job lock both processes run every job (sum of ``ran`` = 8); counting from the
+    shared log instead of each process's own entries makes the summaries add up to more than the jobs; without the
+    training lock (``train_or_reuse``) the two processes train the full model once each, for its two targets."""
+    axes = ("method=full,static", "target_speedup=2,1.5")
     first = _sweep(tmp_path, *axes, wait=False)
     time.sleep(1.0)
     second = _sweep(tmp_path, *axes, wait=False)
@@ -112,11 +113,13 @@ def test_two_sweeps_on_one_directory_run_each_job_once(tmp_path):
         summary = _summary(output)
         ran += int(summary.split(": ")[1].split(" ran")[0])
         skipped += int(summary.split(", ")[1].split(" skipped")[0])
-    assert ran == 3, outputs
+    assert ran == 4, outputs
     log = [json.loads(line) for line in (tmp_path / "sweep" / "sweep_log.jsonl").read_text().splitlines()]
     assert sorted(e["job"] for e in log if e["status"] == "ran") == sorted({e["job"] for e in log})
     records = _records(tmp_path)
-    assert len(records) == 3 and all(r["status"] == "complete" for r in records.values())
+    assert len(records) == 4 and all(r["status"] == "complete" for r in records.values())
+    full = [r for r in records.values() if r["method"] == "full"]
+    assert sum("reused_from" in r["train"] for r in full) == 1  # one training for both targets
     assert not list((tmp_path / "sweep").rglob(LOCK_FILE))  # every lock released
 
 

@@ -4,6 +4,7 @@ the target speed-up is trained once and reused by the other targets of its confi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -23,6 +24,7 @@ from hashee.data.classification import TaskDataModule
 from hashee.experiments.steps import cache_dir
 from hashee.methods.base import ExitModule
 from hashee.runs.identity import training_fingerprint
+from hashee.runs.lock import waiting_lock
 from hashee.runs.results import Interrupted
 
 log = logging.getLogger(__name__)
@@ -116,13 +118,22 @@ def train_or_reuse(cfg: DictConfig, module: ExitModule, datamodule: TaskDataModu
     if module.training_uses_target or not cfg.get("reuse_training", True):
         return train(cfg, module, datamodule, run_dir, logger)
     path = trained_model_file(cfg)
-    saved = load_checked(path, lambda p: load_trained_model(p, module))  # a damaged file is set aside
-    if saved is not None:
-        log.info("reusing the model trained for another target speed-up: %s", path)
-        return {**saved, "reused_from": str(path)}
-    info = train(cfg, module, datamodule, run_dir, logger)
-    torch_save({"state_dict": module.state_dict(), "train_json": json.dumps(info)}, path)  # atomic
-    return info
+    # one training per key: a second sweep process on the same key waits, then reuses (DDP ranks train together)
+    lock = contextlib.nullcontext() if is_multi_process(cfg) else waiting_lock(path.with_suffix(".lock"))
+    with lock:
+        saved = load_checked(path, lambda p: load_trained_model(p, module))  # a damaged file is set aside
+        if saved is not None:
+            log.info("reusing the model trained for another target speed-up: %s", path)
+            return {**saved, "reused_from": str(path)}
+        info = train(cfg, module, datamodule, run_dir, logger)
+        torch_save({"state_dict": module.state_dict(), "train_json": json.dumps(info)}, path)  # atomic
+        return info
+
+
+def is_multi_process(cfg: DictConfig) -> bool:
+    """Whether the run trains on several processes (DDP): its ranks must not wait for each other's lock."""
+    trainer = cfg.get("trainer") or {}
+    return "ddp" in str(trainer.get("strategy", "")) or int(trainer.get("num_nodes", 1) or 1) > 1
 
 
 def load_trained_model(path: Path, module: ExitModule) -> dict[str, Any]:

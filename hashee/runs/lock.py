@@ -83,3 +83,18 @@ def job_lock(run_dir: Path) -> Iterator[JobLock | None]:
     finally:
         if lock is not None:
             lock.release()
+
+
+@contextlib.contextmanager
+def waiting_lock(path: Path) -> Iterator[None]:
+    """Hold ``path`` (a lock file, kept) exclusively for the ``with`` block, waiting while another process holds
+    it: one training per trained-model key, whatever the number of sweep processes (the one that waited then
+    reuses the model the first one saved)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
