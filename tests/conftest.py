@@ -31,6 +31,16 @@ REAL_TEXT = [
 ]
 
 
+@pytest.fixture
+def clock(monkeypatch) -> list[float]:
+    """A fake clock: ``hashee.core.cost.perf_counter`` (which every timing function reads) returns ``clock[0]``."""
+    from hashee.core import cost as cost_module
+
+    now = [0.0]
+    monkeypatch.setattr(cost_module, "perf_counter", lambda: now[0])
+    return now
+
+
 @pytest.fixture(scope="session")
 def tiny_backbone():
     torch.manual_seed(0)

@@ -7,19 +7,12 @@ exactly and a loaded machine cannot make these tests flaky. Times are multiples 
 
 from __future__ import annotations
 
-import pytest
 
-from hashee.core import cost as cost_module
 from hashee.experiments.evaluation import NOISE_TOLERANCE, measure_times
 
 TICK = 1 / 256  # seconds; sums and ratios of multiples of it are exact floats
 
 
-@pytest.fixture
-def clock(monkeypatch) -> list[float]:
-    now = [0.0]
-    monkeypatch.setattr(cost_module, "perf_counter", lambda: now[0])
-    return now
 
 
 class _Timed:

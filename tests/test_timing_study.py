@@ -20,7 +20,6 @@ from omegaconf import OmegaConf
 
 from hashee.cli.timing import (LoadedRun, Scenario, Timer, equal_quality_winners, equal_time_winners, latency_summary,
                                load_weights, main, pareto_front, parse_scenarios, time_scenario, verdict)
-from hashee.core import cost as cost_module
 from hashee.core.backbone import load_backbone
 from hashee.experiments.steps import instantiate_method
 from hashee.experiments.training import trained_model_file
@@ -153,11 +152,6 @@ def test_fastest_at_equal_quality_and_best_at_equal_time_on_hand_made_points():
     assert [p["label"] for p in front] == ["A1", "A2"]
 
 
-@pytest.fixture
-def clock(monkeypatch) -> list[float]:
-    now = [0.0]
-    monkeypatch.setattr(cost_module, "perf_counter", lambda: now[0])
-    return now
 
 
 class _Ticking:
