@@ -46,12 +46,11 @@ def markdown_sections(rows: list[dict[str, Any]]) -> dict[str, str]:
 
     outputs = load_outputs(rows)
     points = by_point(rows, outputs)
-    stats_text = report_stats.markdown(interval_rows(points, outputs), pareto_rows(points, outputs), 0)
-    intervals, _, pareto = stats_text.partition("\n## Pareto score")
     heads = report_diagnostics.head_rows([r for r in rows if r["source"] == "run"])
     return {"equal": report_equal.markdown(report_equal.equal_speedup_tables(rows)),
             "runs": markdown_table(aggregate(rows)), "families": report_family.markdown(report_family.family_table(rows)),
-            "intervals": intervals.strip(), "pareto": ("## Pareto score" + pareto).strip() if pareto else "",
+            "intervals": report_stats.intervals_markdown(interval_rows(points, outputs), 0),
+            "pareto": report_stats.pareto_markdown(pareto_rows(points, outputs)),
             "heads": report_diagnostics.markdown_section(heads) if heads else ""}
 
 

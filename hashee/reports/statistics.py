@@ -93,6 +93,11 @@ def pareto_rows(points: dict[tuple, dict[int, dict[str, Any]]], outputs: dict[st
 
 def markdown(intervals: list[dict], pareto: list[dict], left_out: int) -> str:
     """The intervals and Pareto sections of report.md."""
+    return intervals_markdown(intervals, left_out) + "\n\n" + pareto_markdown(pareto)
+
+
+def intervals_markdown(intervals: list[dict], left_out: int) -> str:
+    """The intervals section: mean, std and 95 % interval of every (task, method, target)."""
     lines = ["## Intervals", "", "95 % interval of the mean over seeds (t); with one seed, the run's bootstrap "
              "interval over the reported examples." + (f" {left_out} run(s) without predictions.npz are not "
                                                         "in these sections." if left_out else ""), "",
@@ -100,7 +105,12 @@ def markdown(intervals: list[dict], pareto: list[dict], left_out: int) -> str:
              "|---|---|---:|---:|---|---:|---:|---|---|"]
     lines += [f"| {r['task']} | {r['method']} | {_target(r['target'])} | {r['seeds']} | {r['metric']} | {r['mean']:.4f} | "
               f"{r['std']:.4f} | [{r['low']:.4f}, {r['high']:.4f}] | {r['interval']} |" for r in intervals]
-    lines += ["", "## Pareto score", "", "Mean gap in points to static truncation's quality vs FLOPs speed-up curve "
+    return "\n".join(lines)
+
+
+def pareto_markdown(pareto: list[dict]) -> str:
+    """The Pareto section: each method's mean gap to static truncation's curve."""
+    lines = ["## Pareto score", "", "Mean gap in points to static truncation's quality vs FLOPs speed-up curve "
               "(static from the full model at 1x), over the speed-up range both cover, with its bootstrap 95 % "
               "interval; positive = above static.", "",
               "| task | method | metric | seeds | Pareto score | 95 % interval |", "|---|---|---|---:|---:|---|"]
