@@ -18,8 +18,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from hashee.cli.timing import (LoadedRun, Scenario, Timer, equal_quality_winners, equal_time_winners, latency_summary,
-                               load_weights, main, pareto_front, parse_scenarios, time_scenario, verdict)
+from hashee.cli.timing import LoadedRun, Scenario, Timer, latency_summary, load_weights, main, parse_scenarios, time_scenario
+from hashee.reports.timing import equal_quality_winners, equal_time_winners, head_to_head, pareto_front, verdict
 from hashee.core.backbone import load_backbone
 from hashee.experiments.steps import instantiate_method
 from hashee.experiments.training import trained_model_file
@@ -74,7 +74,12 @@ def test_every_run_is_timed_in_every_scenario(study, sweep):
                 assert point["examples_per_s"] == pytest.approx(64 / point["seconds"])
     table = study["markdown"]
     assert table.count("## rotten_tomatoes: ") == 2 and table.count("| full@2x |") == 2
-    assert table.count("| hashee@2x |") == 2 and table.count("Fastest at equal quality: ") == 2
+    hashee_label = next(p["label"] for p in record["scenarios"][0]["points"] if p["method"] == "hashee")
+    assert hashee_label.startswith("hashee[") and hashee_label.endswith("]@2x")  # as the report labels it
+    assert table.count(f"| {hashee_label} |") == 2 and table.count("Fastest at equal quality: ") == 2
+    assert table.count("| hashee against |") == 2 and [r["other"] for r in record["scenarios"][0]["head_to_head"]] == [
+        "full"]
+    assert record["meta"]["code"]["fingerprint"]  # which code timed it
     assert "| p50 ms | p95 ms | p99 ms |" in table and "| examples/s |" in table
 
 
@@ -150,6 +155,25 @@ def test_fastest_at_equal_quality_and_best_at_equal_time_on_hand_made_points():
     # a method's Pareto frontier: A3 is slower than A2 and worse
     front = pareto_front([point("A3", 0.83, 3.0), point("A2", 0.85, 2.0), point("A1", 0.80, 1.0)])
     assert [p["label"] for p in front] == ["A1", "A2"]
+
+
+def test_head_to_head_reads_both_frontiers_only_where_both_reach():
+    """H (focal): (1.0 s, 0.80), (2.0 s, 0.86); B: (1.5 s, 0.82), (4.0 s, 0.90).
+    Equal quality, levels 0.80, 0.82, 0.86, 0.90: at 0.80 and 0.82 H needs 1.0 s... no: at 0.82 H needs 2.0 s, B
+    1.5 s; at 0.80 H 1.0 s, B 1.5 s; at 0.86 H 2.0 s, B 4.0 s; 0.90 is beyond H (not read). Ratios B/H: 1.5, 0.75, 2.0.
+    Equal time, budgets 1.0, 1.5, 2.0, 4.0: at 1.0 s B has nothing (not read); 1.5 s: 0.80 vs 0.82; 2.0 s: 0.86 vs
+    0.82; 4.0 s: 0.86 vs 0.90. Mutations caught: the focal's own points as rivals (other == focal), a level beyond
+    one method read (a None compared), ratios inverted, gaps of the wrong sign."""
+    points = [{"label": "H1", "method": "H", "quality": 0.80, "time_s": 1.0},
+              {"label": "H2", "method": "H", "quality": 0.86, "time_s": 2.0},
+              {"label": "B1", "method": "B", "quality": 0.82, "time_s": 1.5},
+              {"label": "B2", "method": "B", "quality": 0.90, "time_s": 4.0}]
+    (row,) = head_to_head(points, focal="H")
+    assert row["other"] == "B" and row["time_ratios"] == [1.5, 0.75, 2.0]
+    assert (row["faster_levels"], row["slower_levels"]) == (2, 1)
+    assert [round(g, 4) for g in row["quality_gaps"]] == [-0.02, 0.04, -0.04]
+    assert (row["better_budgets"], row["worse_budgets"]) == (1, 2)
+    assert head_to_head(points, focal="absent") == []
 
 
 

@@ -13,12 +13,10 @@ the full model against itself is the noise check (``NOISE_TOLERANCE``, as ``meas
 ``--threads`` count; on CUDA (when available) timed with CUDA events after a synchronisation.
 
 Each run is a point: quality = its recorded primary metric, time = its time per example (``single``: p50 latency;
-``batchN``: seconds per example of the fastest pass). *Fastest at equal quality*: for each point, among it and the
-other methods' points of at least its quality, the fastest wins the point. *Best at equal time*: for each point,
-among it and the other methods' points of at most its time, the best quality wins. A tie keeps the point itself. A
-verdict names the method winning the most points (``tied``: all with that many). Spreads: min / median / max over
-repeats. Writes ``timing.json`` (paths relative to SWEEP_DIR), ``timing.md`` and per group and scenario a PNG of
-quality against time with each method's Pareto frontier.
+``batchN``: seconds per example of the fastest pass), labelled as the report labels it. Who wins at equal quality
+and at equal time, and HashEE against each method, are read in :mod:`hashee.reports.timing`. Spreads: min / median
+/ max over repeats. Writes ``timing.json`` (paths relative to SWEEP_DIR; the code version in ``meta``),
+``timing.md`` and per group and scenario a PNG of quality against time with each method's Pareto frontier.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ import math
 import os
 import statistics
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
@@ -46,14 +43,15 @@ from hashee.core.cost import fastest_call, time_inference
 from hashee.experiments.evaluation import NOISE_TOLERANCE, evaluate
 from hashee.experiments.steps import build_data, cache_dir, instantiate_method
 from hashee.experiments.training import state_dict_mismatch
-from hashee.reports.plots import save_plot
+from hashee.reports.timing import (PERCENTILES, equal_quality_winners, equal_time_winners, head_to_head, markdown,
+                                   pareto_front, plot_entry, verdict)
+from hashee.runs.identity import code_version, method_label
 from hashee.runs.results import RESULTS_FILE
 from hashee.tasks.kinds import task_kind
 from hashee.tasks.metrics import compute_metrics
 from hashee.tasks.spec import TaskSpec
 
 DEFAULT_SCENARIOS = "single,batch32,batch128"
-PERCENTILES = (50, 95, 99)
 Pass = list[float]  # a pass's seconds: one per example (single), or its total alone (batchN)
 
 
@@ -217,8 +215,9 @@ def reload_run(run_dir: Path, sweep_dir: Path) -> tuple[LoadedRun, Any, str]:
               "operating_point": operating_point(module, datamodule, cfg, saved, prepared)}
     record.update(verify(module, datamodule, spec, saved))
     target = None if cfg.get("target_speedup") is None else float(cfg.target_speedup)
+    label = method_label(saved["method"], saved["config"])  # as the report labels it: hashee[frequency; depth=4]
     loaded = LoadedRun(os.path.relpath(run_dir, sweep_dir), saved["method"], target, float(saved["primary"]), module,
-                       record, saved["method"] if target is None else f"{saved['method']}@{target:g}x")
+                       record, label if target is None else f"{label}@{target:g}x")
     tokens = json.dumps([cfg.task.name, str(cfg.backbone.path), datamodule.token_ids("test")])
     return loaded, datamodule, f"{cfg.task.name}-{hashlib.sha1(tokens.encode()).hexdigest()[:8]}"
 
@@ -264,92 +263,8 @@ def time_scenario(runs: list[LoadedRun], reference: Callable[[Any], Any], batche
             "noise_flagged": abs(noise - 1.0) > NOISE_TOLERANCE, "points": points,
             "fastest_at_equal_quality": verdict(points, equal_quality_winners(points)),
             "best_at_equal_time": verdict(points, equal_time_winners(points)),
+            "head_to_head": head_to_head(points),
             "pareto": {m: [p["label"] for p in pareto_front([q for q in points if q["method"] == m])] for m in methods}}
-
-
-def pareto_front(points: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The points no other point beats (at most as slow and at least as good, better in one), fastest first."""
-    front: list[Mapping[str, Any]] = []
-    for point in sorted(points, key=lambda p: (p["time_s"], -p["quality"])):
-        if not front or point["quality"] > front[-1]["quality"]:
-            front.append(point)
-    return front
-
-
-def equal_quality_winners(points: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Per point: among it and the other methods' points of at least its quality, the fastest (a tie: itself)."""
-    return [min([p, *(q for q in points if q["method"] != p["method"] and q["quality"] >= p["quality"])],
-                key=lambda q: q["time_s"]) for p in points]
-
-
-def equal_time_winners(points: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Per point: among it and the other methods' points of at most its time, the best quality (a tie: itself)."""
-    return [max([p, *(q for q in points if q["method"] != p["method"] and q["time_s"] <= p["time_s"])],
-                key=lambda q: q["quality"]) for p in points]
-
-
-def verdict(points: Sequence[Mapping[str, Any]], winners: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The method that wins the most points (``tied``: every method with that many), and every point's winner."""
-    wins = dict(Counter(winner["method"] for winner in winners))
-    most = max(wins.values(), default=0)
-    tied = sorted(m for m, n in wins.items() if n == most)
-    text = f"{tied[0]} ({most} of {len(points)} points)" if len(tied) == 1 else (
-        f"tie between {', '.join(tied)} ({most} of {len(points)} points each)")
-    return {"method": tied[0] if len(tied) == 1 else None, "tied": tied, "wins": most, "points": len(points),
-            "text": text, "wins_by_method": wins,
-            "winner_of": {p["label"]: w["label"] for p, w in zip(points, winners)}}
-
-
-def plot_entry(entry: Mapping[str, Any], metric: str, path: Path) -> str:
-    """Quality against time per example, a colour per method, its Pareto frontier as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.6, 4.4))
-    for index, method in enumerate(sorted(entry["pareto"])):
-        colour = plt.get_cmap("tab10")(index % 10)
-        mine = [p for p in entry["points"] if p["method"] == method]
-        front = pareto_front(mine)
-        ax.scatter([1000 * p["time_s"] for p in mine], [p["quality"] for p in mine], color=colour, alpha=0.5)
-        ax.plot([1000 * p["time_s"] for p in front], [p["quality"] for p in front], marker="o", color=colour,
-                label=method)
-    what = "p50 latency (ms)" if entry["latency"] else "ms per example (fastest pass)"
-    ax.set(xlabel=what, ylabel=metric, title=f"{entry['group']}: {entry['scenario']}, {entry['threads']} thread(s)")
-    save_plot(fig, ax, path)
-    return path.name
-
-
-def point_cells(point: Mapping[str, Any], latency: bool) -> list[str]:
-    """A point's timing cells: percentiles or examples per second, and the spread over repeats."""
-    s = point["time_spread"]
-    spread_ms = f"{1000 * s['min']:.3f} / {1000 * s['median']:.3f} / {1000 * s['max']:.3f}"
-    if latency:
-        return [*(f"{1000 * point[f'p{q}_s']:.3f}" for q in PERCENTILES), spread_ms]
-    e = point["examples_per_s_spread"]
-    return [f"{point['examples_per_s']:.1f}", f"{e['min']:.1f} / {e['median']:.1f} / {e['max']:.1f}", spread_ms]
-
-
-def markdown(record: Mapping[str, Any]) -> str:
-    """A table per group, scenario and thread count, with its noise check and both verdicts."""
-    lines = [f"# Timing study: {record['sweep']} ({record['meta']['device']}, {record['meta']['repeats']} repeats)", ""]
-    for entry in record["scenarios"]:
-        latency = entry["latency"]
-        head = ["run", "quality", "FLOPs x", "verified"]
-        head += (["p50 ms", "p95 ms", "p99 ms", "p50 ms min / median / max"] if latency
-                 else ["examples/s", "examples/s min / median / max", "ms/example min / median / max"])
-        noise = f"{entry['noise_check']:.3f}" + (" (flagged)" if entry["noise_flagged"] else "")
-        lines += [f"## {entry['group']}: {entry['scenario']} (batch {entry['batch_size']}), {entry['threads']} "
-                  f"thread(s)", "", f"Noise check (full model against itself): {noise}. Plot: {entry['plot']}", "",
-                  "| " + " | ".join([*head, "vs full"]) + " |", "|" + "---|" * (len(head) + 1)]
-        for p in entry["points"]:
-            cells = [p["label"], f"{p['quality']:.4f}", f"{p['flops_speedup']:.2f}", "yes" if p["verified"] else "NO"]
-            lines.append("| " + " | ".join([*cells, *point_cells(p, latency), f"{p['speedup_vs_full']:.2f}x"]) + " |")
-        lines += ["", f"Fastest at equal quality: {entry['fastest_at_equal_quality']['text']}; "
-                      f"best at equal time: {entry['best_at_equal_time']['text']}.", ""]
-    lines += [f"Not timed: {s['run']} ({s['reason']})" for s in record["skipped"]]
-    return "\n".join(lines) + "\n"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -429,7 +344,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         torch.set_num_threads(threads_before)
     runs = [{"run": r.run, "label": r.label, "group": key, "method": r.method, "target": r.target,
              "quality": r.quality, **r.record} for key, (members, _) in groups.items() for r in members]
-    meta = {"device": device.type, "torch": torch.__version__, "allocator": allocator_setting(),
+    meta = {"code": code_version(), "device": device.type, "torch": torch.__version__, "allocator": allocator_setting(),
             "repeats": max(1, args.repeats), "warmup": args.warmup, "threads": args.threads,
             "scenarios": [s.name for s in args.scenarios], "noise_tolerance": NOISE_TOLERANCE}
     record = {"sweep": sweep_dir.name, "meta": meta, "runs": runs, "skipped": skipped, "scenarios": entries}
