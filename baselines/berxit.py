@@ -26,10 +26,12 @@ from torch import nn
 
 from baselines.common import LayerOutput, LayerwiseExitModule, State, below, pooler_copies
 from hashee.core.backbone import Backbone
+from hashee.methods.registry import MethodContract, register
 from hashee.tasks.metrics import predictions
 from hashee.tasks.spec import TaskSpec
 
 
+@register(MethodContract(name="berxit"))
 class BERxiT(LayerwiseExitModule):
     """Per-layer heads + shared LTE unit; LTE threshold ``tau`` as the knob."""
 

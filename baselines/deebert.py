@@ -28,11 +28,13 @@ from torch import nn
 from baselines.common import LayerOutput, LayerwiseExitModule, State, below, entropy, pooler_copies
 from hashee.core.backbone import Backbone
 from hashee.core.errors import ConfigError
+from hashee.methods.registry import MethodContract, register
 from hashee.tasks.spec import TaskSpec
 
 STAGES = ("final", "heads")
 
 
+@register(MethodContract(name="deebert", task_kinds=("classification",)))
 class DeeBERT(LayerwiseExitModule):
     """Per-layer heads with their own poolers; entropy threshold ``S`` as the knob."""
 

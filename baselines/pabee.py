@@ -23,10 +23,12 @@ from torch import nn
 
 from baselines.common import LayerOutput, LayerwiseExitModule, State, near
 from hashee.core.backbone import Backbone
+from hashee.methods.registry import MethodContract, register
 from hashee.tasks.metrics import predictions
 from hashee.tasks.spec import TaskSpec
 
 
+@register(MethodContract(name="pabee"))
 class PABEE(LayerwiseExitModule):
     """Shared pooler, one linear per layer; patience ``t`` as the knob."""
 

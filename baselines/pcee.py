@@ -18,9 +18,11 @@ from baselines.common import LayerOutput, State, below, entropy, near
 from baselines.pabee import PABEE
 from hashee.core.backbone import Backbone
 from hashee.core.errors import ConfigError
+from hashee.methods.registry import MethodContract, register
 from hashee.tasks.spec import TaskSpec
 
 
+@register(MethodContract(name="pcee", task_kinds=("classification",)))
 class PCEE(PABEE):
     """PABEE heads; confidence-patience exit with normalised-entropy threshold ``tau`` as the knob."""
 

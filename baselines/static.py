@@ -17,6 +17,7 @@ import torch
 from hashee.core.backbone import Backbone
 from hashee.core.errors import ConfigError
 from hashee.methods.base import ExitModule
+from hashee.methods.registry import MethodContract, register
 from hashee.tasks.spec import TaskSpec
 
 
@@ -29,6 +30,7 @@ def layers_for_target(num_layers: int, target_speedup: float | None) -> int:
     return max(1, min(num_layers, int(num_layers // target_speedup)))
 
 
+@register(MethodContract(name="static", operating_point="derived", includes_full_model=True, pareto_reference=True))
 class StaticExit(ExitModule):
     """First ``layers`` layers + pooler + linear; CE on layer k."""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hashee.cli.hashee_bench import check_numeric_knobs
+from hashee.runs.schema import check_config
 from hashee.core.errors import ConfigError
 from hashee.runs.identity import is_complete
 from tests.conftest import TINY_RUN, compose_config
@@ -205,13 +205,13 @@ def test_only_complete_results_are_skipped_by_a_sweep():
 def test_numeric_knob_that_is_not_a_number_is_named(override):
     key, value = override.split("=")
     with pytest.raises(ConfigError, match=rf"^{key}={value}: not a (whole )?number$"):
-        check_numeric_knobs(compose_config(TINY_RUN + [override]))
+        check_config(compose_config(TINY_RUN + [override]))
 
 
 def test_numeric_knobs_of_the_shipped_configs_pass():
     for overrides in ([], ["method=hashee", "hashee.depth=3", "optim.lr=1e-4"], ["trainer=ddp"],
                       ["experiment=difficulty_model"], ["task=bbc_headlines"], ["target_speedup=2", "seed=3"]):
-        check_numeric_knobs(compose_config(TINY_RUN + overrides))
+        check_config(compose_config(TINY_RUN + overrides))
 
 
 def test_non_numeric_knob_exits_2_with_one_line(tmp_path):

@@ -60,7 +60,7 @@ def test_same_seed_gives_identical_metrics(run_tiny):
 
 def test_hashee_run_reports_speedup_and_hash(run_tiny, tmp_path):
     # enough training text that most test tokens were seen (unseen ones run to the last layer)
-    results = run_tiny("method=hashee", "hash=frequency", "hashee.target_speedup=2", "data.train_limit=3000")
+    results = run_tiny("method=hashee", "hash=frequency", "target_speedup=2", "data.train_limit=3000")
     saved = _read(tmp_path / "run")
     assert saved["status"] == "complete" and saved["method"] == "hashee"
     described = saved["method_info"]["prepare"]["hash"]

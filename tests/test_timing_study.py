@@ -19,6 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 from hashee.cli.timing import LoadedRun, Scenario, Timer, latency_summary, load_weights, main, parse_scenarios, time_scenario
+from hashee.methods.registry import MethodContract
 from hashee.reports.timing import equal_quality_winners, equal_time_winners, head_to_head, pareto_front, verdict
 from hashee.core.backbone import load_backbone
 from hashee.experiments.steps import instantiate_method
@@ -73,7 +74,8 @@ def test_every_run_is_timed_in_every_scenario(study, sweep):
             else:
                 assert point["examples_per_s"] == pytest.approx(64 / point["seconds"])
     table = study["markdown"]
-    assert table.count("## rotten_tomatoes: ") == 2 and table.count("| full@2x |") == 2
+    full_quality = next(r["quality"] for r in record["runs"] if r["method"] == "full")
+    assert table.count("## rotten_tomatoes: ") == 2 and table.count(f"| full | {full_quality:.4f} |") == 2
     hashee_label = next(p["label"] for p in record["scenarios"][0]["points"] if p["method"] == "hashee")
     assert hashee_label.startswith("hashee[") and hashee_label.endswith("]@2x")  # as the report labels it
     assert table.count(f"| {hashee_label} |") == 2 and table.count("Fastest at equal quality: ") == 2
@@ -164,16 +166,16 @@ def test_head_to_head_reads_both_frontiers_only_where_both_reach():
     Equal time, budgets 1.0, 1.5, 2.0, 4.0: at 1.0 s B has nothing (not read); 1.5 s: 0.80 vs 0.82; 2.0 s: 0.86 vs
     0.82; 4.0 s: 0.86 vs 0.90. Mutations caught: the focal's own points as rivals (other == focal), a level beyond
     one method read (a None compared), ratios inverted, gaps of the wrong sign."""
-    points = [{"label": "H1", "method": "H", "quality": 0.80, "time_s": 1.0},
-              {"label": "H2", "method": "H", "quality": 0.86, "time_s": 2.0},
-              {"label": "B1", "method": "B", "quality": 0.82, "time_s": 1.5},
-              {"label": "B2", "method": "B", "quality": 0.90, "time_s": 4.0}]
-    (row,) = head_to_head(points, focal="H")
+    points = [{"label": "H1", "method": "H", "quality": 0.80, "time_s": 1.0, "focal": True},
+              {"label": "H2", "method": "H", "quality": 0.86, "time_s": 2.0, "focal": True},
+              {"label": "B1", "method": "B", "quality": 0.82, "time_s": 1.5, "focal": False},
+              {"label": "B2", "method": "B", "quality": 0.90, "time_s": 4.0, "focal": False}]
+    (row,) = head_to_head(points)
     assert row["other"] == "B" and row["time_ratios"] == [1.5, 0.75, 2.0]
     assert (row["faster_levels"], row["slower_levels"]) == (2, 1)
     assert [round(g, 4) for g in row["quality_gaps"]] == [-0.02, 0.04, -0.04]
     assert (row["better_budgets"], row["worse_budgets"]) == (1, 2)
-    assert head_to_head(points, focal="absent") == []
+    assert head_to_head([{**p, "focal": False} for p in points]) == []
 
 
 
@@ -211,7 +213,7 @@ def test_runs_are_interleaved_the_fastest_pass_kept_and_the_noise_checked(clock)
     a batch before the runs and 2 after (a machine slowing down: 0.5x against itself, flagged)."""
     calls: list[str] = []
     full = _Ticking(clock, "full", [1, 1, 2, 2], calls)
-    runs = [LoadedRun(name, name, None, 0.8, _Ticking(clock, name, costs, calls),
+    runs = [LoadedRun(name, name, MethodContract(name=name), None, 0.8, _Ticking(clock, name, costs, calls),
                       {"flops_speedup_reloaded": 1.0, "verified": True}, name) for name, costs in
             [("a", [2, 2, 1, 1]), ("b", [3])]]
     batches = [{"input_ids": torch.zeros(3, 5)}] * 2

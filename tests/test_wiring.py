@@ -16,6 +16,7 @@ from hashee.experiments.dispatch import experiment_for
 from hashee.experiments.generation import run_generation
 from hashee.experiments.training import make_callbacks
 from hashee.runs import identity
+from hashee.methods.registry import contract_of
 from hashee.runs.identity import code_files, code_fingerprint, method_label, requested_target, run_tags
 from hashee.runs.logger import make_logger
 
@@ -55,12 +56,17 @@ def test_logger_comes_from_the_logger_group(tmp_path):
 
 
 def test_run_names_and_targets():
-    hashee = {"hash": {"name": "cluster"}, "hashee": {"target_speedup": 3}, "target_speedup": 2}
-    assert method_label("hashee", hashee) == "hashee[cluster]" and requested_target("hashee", hashee) == 3.0
-    assert method_label("pabee", {"target_speedup": 2}) == "pabee" and requested_target("pabee", {"target_speedup": 2}) == 2.0
-    assert requested_target("full", {"target_speedup": 2}) is None
-    assert run_tags(compose_config(["method=pabee", "target_speedup=1.5"])) == [
+    """Labels, targets and tags come from the method's contract; the target is ``target_speedup`` alone."""
+    hashee, pabee, full = contract_of("hashee"), contract_of("pabee"), contract_of("full")
+    config = {"hash": {"name": "cluster"}, "hashee": {"depth": 4, "pooling": None}, "target_speedup": 2}
+    assert method_label(hashee, config) == "hashee[cluster; depth=4]" and requested_target(hashee, config) == 2.0
+    assert method_label(hashee, {**config, "target_speedup": None}) == "hashee[cluster; depth=4; paper]"
+    assert method_label(pabee, {"target_speedup": 2}) == "pabee" and requested_target(pabee, {"target_speedup": 2}) == 2.0
+    assert requested_target(full, {"target_speedup": 2}) is None
+    assert run_tags(compose_config(["method=pabee", "target_speedup=1.5"]), pabee) == [
         "task:rotten_tomatoes", "backbone:minilm", "method:pabee", "seed:0", "speedup:1.5"]
+    assert run_tags(compose_config(["method=full", "target_speedup=1.5"]), full) == [
+        "task:rotten_tomatoes", "backbone:minilm", "method:full", "seed:0"]
 
 
 def test_the_task_kind_picks_the_pipeline():

@@ -3,8 +3,8 @@
 In a multirun, a job whose directory already holds complete results for the same configuration and
 code is skipped (so an interrupted sweep resumes; ``resume=config`` reuses results of other code too),
 a job another process is running is skipped as ``elsewhere`` (one job, one runner), and a failing job is
-recorded and never stops the others. A single run that fails on bad config or data (a numeric knob that is not a number
-included) prints one line and exits with status 2; any other failure is recorded in results.json
+recorded and never stops the others. A single run that fails on bad config or data (a knob of the wrong type or out of its range:
+:mod:`hashee.runs.schema`) prints one line and exits with status 2; any other failure is recorded in results.json
 (``failed`` with its line) before the traceback, and SIGINT/SIGTERM end a run ``interrupted``
 (exit 130/143): only a killed process leaves ``running``.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import signal
 import sys
 import threading
@@ -29,35 +28,17 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from hashee.cli.sweep import record_job
-from hashee.core.errors import ConfigError, HasheeError
+from hashee.core.errors import HasheeError
 from hashee.runs.identity import config_fingerprint, reusable
 from hashee.runs.lock import describe_holder, holder, job_lock
 from hashee.runs.recipe import check_recipe
 from hashee.runs.results import Interrupted, read_results, write_results
+from hashee.runs.schema import check_config, store_schemas
 
 log = logging.getLogger("hashee")
-_ABSENT = object()
-# Numeric knobs, checked before a run starts (a null is left to the code that reads the knob).
-NUMERIC_KNOBS: dict[str, type] = {
-    "seed": int, "target_speedup": float,
-    "recipe.epochs": int, "recipe.lr": float, "recipe.batch_size": int, "recipe.warmup_ratio": float,
-    "data.val_size": float, "data.val_limit": int, "data.train_limit": int, "data.test_limit": int,
-    "data.max_length": int, "data.batch_size": int, "data.eval_batch_size": int,
-    "optim.lr": float, "optim.weight_decay": float, "optim.warmup_ratio": float,
-    "hashee.depth": int, "hashee.num_buckets": int, "hashee.target_speedup": float,
-    "hash.seed": int, "hash.mi_bins": int, "hash.kmeans_iters": int,
-    "method.patience": int, "method.layers": int, "method.regression_tau": float, "method.target_speedup": float,
-    "method.entropy_threshold": float, "method.lte_threshold": float,
-    "trainer.max_epochs": int, "trainer.max_steps": int, "trainer.num_nodes": int, "trainer.gradient_clip_val": float,
-    "trainer.log_every_n_steps": int, "trainer.num_sanity_val_steps": int, "trainer.accumulate_grad_batches": int,
-    "eval.warmup_batches": int, "eval.timing_repeats": int, "eval.threads": int,
-    "generation.max_source_length": int, "generation.max_target_length": int, "generation.max_new_tokens": int,
-    "generation.num_beams": int, "generation.length_penalty": float,
-}
-
 
 def record(sweep_dir: Path | None, entry: dict) -> None:
     """Log a multirun job's outcome to the sweep log (nothing in a single run; under DDP, rank 0 only)."""
@@ -83,26 +64,6 @@ def fail(run_dir: Path, message: str) -> None:
 def one_line(exc: BaseException) -> str:
     """``Type: first line of the message``: what results.json and the sweep log keep of an exception."""
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-
-
-def is_number(value: Any, kind: type) -> bool:
-    """Whether a knob's value reads as a finite number (``kind`` int: a whole one)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return False
-    try:
-        number = float(value)
-    except ValueError:
-        return False
-    return math.isfinite(number) and (kind is float or number.is_integer())
-
-
-def check_numeric_knobs(cfg: DictConfig) -> None:
-    """Raise ConfigError (one line naming the knob) for a numeric knob whose value is not a number."""
-    for key, kind in NUMERIC_KNOBS.items():
-        value = OmegaConf.select(cfg, key, default=_ABSENT)
-        if value is _ABSENT or value is None or is_number(value, kind):
-            continue
-        raise ConfigError(f"{key}={value}: not {'a whole number' if kind is int else 'a number'}")
 
 
 def _raise_sigterm(signum: int, frame: Any) -> None:
@@ -148,6 +109,7 @@ def register_tune_sampler() -> None:
 
 
 register_tune_sampler()
+store_schemas()  # schema/<group>: the typed knobs (hashee/runs/schema.py)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://hashee_conf", config_name="config")
@@ -200,13 +162,16 @@ def finished_results(cfg: DictConfig, run_dir: Path, fingerprint: str, job: str,
 
 def run_job(cfg: DictConfig, run_dir: Path, fingerprint: str, job: dict, sweep_dir: Path | None) -> float | None:
     """Run one job and record its outcome; one line and exit 2 for a bad config or data in a single run."""
-    from hashee.experiments.dispatch import check_ddp_support, run_experiment  # heavy: after Hydra parsed the command line
+    from hashee.experiments.dispatch import (  # heavy: after Hydra parsed the command line
+        check_ddp_support,
+        run_experiment,
+    )
 
     hydra_cfg = HydraConfig.get()
     multirun = sweep_dir is not None
     try:
         with sigterm_interrupts():
-            check_numeric_knobs(cfg)
+            check_config(cfg)
             check_recipe(cfg, hydra_cfg.runtime.choices)
             check_ddp_support(cfg)
             results = run_experiment(cfg, run_dir, fingerprint)

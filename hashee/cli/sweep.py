@@ -27,6 +27,7 @@ from typing import Any, Iterable
 from omegaconf import DictConfig, OmegaConf
 
 from hashee.core.errors import ConfigError
+from hashee.runs.schema import SPEEDUP_MIRRORS
 from hashee.runs.recipe import write_tuned_recipe
 
 SWEEP_LOG = "sweep_log.jsonl"
@@ -120,7 +121,10 @@ def validate_sweep(values: dict[str, list[Any]], group_options: dict[str, list[s
         for value in values.get(group, []):
             if known is not None and str(value) not in known:
                 raise ConfigError(f"unknown {group} '{value}' in the sweep; choose from: {', '.join(sorted(known))}")
-    for key in ("target_speedup", "hashee.target_speedup"):
+    for key in SPEEDUP_MIRRORS:
+        if key in values:
+            raise ConfigError(f"{key}={','.join(map(str, values[key]))}: the speed-up knob is target_speedup")
+    for key in ("target_speedup",):
         for value in values.get(key, []):
             if value is None or str(value) == "null":
                 continue
@@ -174,11 +178,15 @@ def _backbone_depth(config: DictConfig) -> int | None:
         return None
 
 
-def _group_options() -> dict[str, list[str]]:
+def _group_options(config: DictConfig) -> dict[str, list[str]]:
+    """The options of every checked group, on the search path of the run (``hydra.searchpath`` included: a method
+    config of another package)."""
     from hydra.core.global_hydra import GlobalHydra
 
     loader = GlobalHydra.instance().config_loader()
-    return {group: loader.get_group_options(group) for group in CHECKED_GROUPS}
+    extra = [str(path) for path in OmegaConf.select(config, "hydra.searchpath") or []]
+    overrides = [f"hydra.searchpath=[{','.join(extra)}]"] if extra else []
+    return {group: loader.get_group_options(group, overrides=overrides) for group in CHECKED_GROUPS}
 
 
 try:
@@ -195,7 +203,7 @@ class SweepCallback(Callback):
         overrides = _sweeper_param_overrides(config) + list(config.hydra.overrides.task)  # command line wins
         try:
             values = swept_values(overrides)
-            validate_sweep(values, _group_options(), _backbone_depth(config))
+            validate_sweep(values, _group_options(config), _backbone_depth(config))
             validate_ddp_sweep(values, OmegaConf.select(config, "trainer.strategy", default="auto"),
                                str(OmegaConf.select(config, "hydra.launcher._target_", default="")))
         except ConfigError as exc:

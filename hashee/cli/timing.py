@@ -43,9 +43,18 @@ from hashee.core.cost import fastest_call, time_inference
 from hashee.experiments.evaluation import NOISE_TOLERANCE, evaluate
 from hashee.experiments.steps import build_data, cache_dir, instantiate_method
 from hashee.experiments.training import state_dict_mismatch
-from hashee.reports.timing import (PERCENTILES, equal_quality_winners, equal_time_winners, head_to_head, markdown,
-                                   pareto_front, plot_entry, verdict)
-from hashee.runs.identity import code_version, method_label
+from hashee.methods.registry import MethodContract, contract_of
+from hashee.reports.timing import (
+    PERCENTILES,
+    equal_quality_winners,
+    equal_time_winners,
+    head_to_head,
+    markdown,
+    pareto_front,
+    plot_entry,
+    verdict,
+)
+from hashee.runs.identity import code_version, method_label, requested_target
 from hashee.runs.results import RESULTS_FILE
 from hashee.tasks.kinds import task_kind
 from hashee.tasks.metrics import compute_metrics
@@ -128,6 +137,7 @@ class LoadedRun:
 
     run: str
     method: str
+    contract: MethodContract
     target: float | None
     quality: float
     module: Any
@@ -214,10 +224,11 @@ def reload_run(run_dir: Path, sweep_dir: Path) -> tuple[LoadedRun, Any, str]:
     record = {"weights": os.path.relpath(path, sweep_dir), "primary_metric": saved["primary_metric"],
               "operating_point": operating_point(module, datamodule, cfg, saved, prepared)}
     record.update(verify(module, datamodule, spec, saved))
-    target = None if cfg.get("target_speedup") is None else float(cfg.target_speedup)
-    label = method_label(saved["method"], saved["config"])  # as the report labels it: hashee[frequency; depth=4]
-    loaded = LoadedRun(os.path.relpath(run_dir, sweep_dir), saved["method"], target, float(saved["primary"]), module,
-                       record, label if target is None else f"{label}@{target:g}x")
+    contract = contract_of(saved["method"], saved.get("method_contract"))
+    target = requested_target(contract, saved["config"])  # None for the full model
+    label = method_label(contract, saved["config"])  # as the report labels it: hashee[frequency; depth=4]
+    loaded = LoadedRun(os.path.relpath(run_dir, sweep_dir), saved["method"], contract, target,
+                       float(saved["primary"]), module, record, label if target is None else f"{label}@{target:g}x")
     tokens = json.dumps([cfg.task.name, str(cfg.backbone.path), datamodule.token_ids("test")])
     return loaded, datamodule, f"{cfg.task.name}-{hashlib.sha1(tokens.encode()).hexdigest()[:8]}"
 
@@ -252,7 +263,8 @@ def time_scenario(runs: list[LoadedRun], reference: Callable[[Any], Any], batche
     examples = sum(int(b["input_ids"].shape[0]) for b in batches)
     full = summarise(passes["full_before"] + passes["full_after"], scenario, examples)
     noise = min(map(sum, passes["full_before"])) / min(map(sum, passes["full_after"]))
-    points = [{"run": run.run, "label": run.label, "method": run.method, "target": run.target, "quality": run.quality,
+    points = [{"run": run.run, "label": run.label, "method": run.method, "focal": run.contract.focal,
+               "target": run.target, "quality": run.quality,
                "flops_speedup": run.record["flops_speedup_reloaded"], "verified": run.record["verified"],
                **summarise(passes[run.label], scenario, examples)} for run in runs]
     for point in points:
@@ -312,7 +324,7 @@ def time_groups(groups: Mapping[str, tuple[list[LoadedRun], Any]], args: argpars
         for run in runs:
             run.module.to(device)
         # the full model of the noise check: the group's full run, else the first run's own full path
-        reference = next((run for run in runs if run.method == "full"), runs[0]).module.full_logits
+        reference = next((run for run in runs if run.contract.full_model), runs[0]).module.full_logits
         for scenario in args.scenarios:
             batches = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
                        for batch in datamodule.eval_batches("test", batch_size=scenario.batch_size)]

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from hashee.core.allocator import keep_freed_memory
 from hashee.core.errors import HasheeError
 from hashee.data.classification import TaskDataModule
+from hashee.methods.registry import contract_for
 from hashee.runs.identity import code_version, config_fingerprint
 from hashee.runs.logger import log_summary
 from hashee.runs.recipe import describe, used_recipe
@@ -68,6 +69,9 @@ def start_run(cfg: DictConfig, run_dir: Path, fingerprint: str | None, experimen
     results: dict[str, Any] = {"task": cfg.task.name, "method": experiment or cfg.method.name}
     if experiment:
         results["experiment"] = experiment
+    else:  # what the reports read about the method (label, operating point, role), from the method itself
+        label_type = str(cfg.task.get("label_type", "classification"))
+        results["method_contract"] = contract_for(cfg.method, label_type).record()
     results.update(seed=int(cfg.seed), run_dir=str(run_dir), config_fingerprint=fingerprint or config_fingerprint(cfg),
                    config=OmegaConf.to_container(cfg, resolve=True), versions=package_versions(), code=code_version(),
                    recipe=used_recipe(cfg))

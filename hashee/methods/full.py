@@ -7,8 +7,11 @@ from typing import Mapping
 import torch
 
 from hashee.methods.base import ExitModule
+from hashee.methods.registry import MethodContract, register
 
 
+@register(MethodContract(name="full", task_kinds=("classification", "regression", "generation"), operating_point="none",
+                          reference_label="full model", full_model=True))
 class FullModel(ExitModule):
     """Fine-tunes backbone + pooler + classifier (CE, or MSE for regression)."""
 

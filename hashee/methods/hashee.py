@@ -32,12 +32,17 @@ from hashee.hashes.cache import load_or_build_token_hash
 from hashee.hashes.settings import HashSettings
 from hashee.hashes.table import TokenHash
 from hashee.methods.base import ExitModule
+from hashee.methods.registry import MethodContract, register
 from hashee.tasks.spec import TaskSpec
 
 EXITED_TOKEN_MODES = ("attend", "drop")
 POOLINGS = ("cls", "mean")  # hashee.pooling; null = the backbone's (backbone.pooling)
 
 
+@register(MethodContract(name="hashee", task_kinds=("classification", "regression", "generation"), label_qualifier="hash.name",
+                          label_variants=("hashee.depth", "hashee.num_buckets", "hashee.pooling"),
+                          untargeted_label="paper", heads_per_target=True, token_exits=True,
+                          family_variants=("hashee.depth", "hashee.pooling"), focal=True))
 class HashEE(ExitModule):
     """Token-level hash-based early exit on the shared encoder."""
 

@@ -9,6 +9,8 @@ import statistics
 from collections import defaultdict
 from typing import Any, Iterable
 
+from hashee.reports.collect import row_contract
+
 COLUMNS = ["task", "method", "target", "seeds", "primary_metric", "primary_mean", "primary_std",
            "flops_speedup", "measured_speedup", "efficiency"]
 
@@ -27,7 +29,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (task, method, target), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
         primaries = [m["primary"] for m in members]
         table.append({
-            "task": task, "method": method, "target": target, "seeds": len(members),
+            "task": task, "method": method, "target": target, "seeds": len(members), "contract": row_contract(members[0]),
             "primary_metric": members[0]["primary_metric"], "primary_mean": statistics.fmean(primaries),
             "primary_std": statistics.stdev(primaries) if len(primaries) > 1 else None,
             "primary_ci95": members[0].get("primary_ci95") if len(primaries) == 1 else None,

@@ -23,7 +23,6 @@ from hashee.reports.collect import collect_runs, deduplicate, mixed_code_note
 from hashee.reports.plots import plot_exit_histograms, plot_task
 from hashee.reports.render import html_page, markdown_table, write_csv
 
-
 CURVE_TARGETS = (1.5, 2.0, 3.0)
 
 

@@ -9,18 +9,30 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from hashee.core.operating_points import test_point_for_target
+from hashee.methods.registry import MethodContract, contract_of
 from hashee.runs.identity import method_label as label_of
 from hashee.runs.identity import requested_target as target_of
 
 
+def contract(results: dict[str, Any]) -> MethodContract:
+    """The contract of a run's method: the one it recorded, else the registered one (records that predate it)."""
+    return contract_of(str(results.get("method")), results.get("method_contract"))
+
+
+def row_contract(row: dict[str, Any]) -> MethodContract:
+    """The contract of a report row: the one collected with it, else the registered contract of its label's method
+    (``hashee`` for ``hashee[frequency]``: rows made by hand, or by an older export)."""
+    return row.get("contract") or contract_of(str(row["method"]).split("[", 1)[0])
+
+
 def method_label(results: dict[str, Any]) -> str:
     """The label a run is reported under: ``hashee[frequency]`` for HashEE (the hash matters), else the method."""
-    return label_of(results.get("method"), results.get("config", {}))
+    return label_of(contract(results), results.get("config", {}))
 
 
 def requested_target(results: dict[str, Any]) -> float | None:
     """The target speed-up a run was asked for (None for the full model, which has none)."""
-    return target_of(results.get("method"), results.get("config", {}))
+    return target_of(contract(results), results.get("config", {}))
 
 
 def curve_rows(results: dict[str, Any], base: dict[str, Any], targets: Iterable[float]) -> list[dict[str, Any]]:
@@ -76,7 +88,8 @@ def collect_runs(sweep_dir: Path, curve_targets: Iterable[float] = ()) -> tuple[
         cost = results.get("cost", {})
         described = results.get("method_info", {}).get("prepare", {}).get("hash") or {}
         row = {
-            "task": results["task"], "backbone": backbone_of(results), "method": method_label(results), "target": requested_target(results),
+            "task": results["task"], "backbone": backbone_of(results), "method": method_label(results),
+            "target": requested_target(results), "contract": contract(results),
             "seed": results.get("seed"), "primary_metric": results.get("primary_metric"), "primary": results.get("primary"),
             "flops_speedup": cost.get("flops_speedup"), "measured_speedup": cost.get("measured_speedup"),
             "efficiency": cost.get("efficiency"), "timing_noisy": cost.get("timing_noisy"),

@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from hashee.reports.collect import row_contract
 from hashee.reports.plots import save_plot
 
 FLAG = "**not above trivial**"
@@ -34,7 +35,8 @@ def head_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                          "layer": head["layer"], "metric": metric, "val": head["val"].get(metric),
                          "test": head["test"].get(metric), "p_value": head["p_value_vs_trivial"],
                          "degenerate": head["degenerate"], "trivial": trivial,
-                         "multi_head": len(diagnostics["heads"]) > 1, "trivial_name": trivial_name})
+                         "multi_head": len(diagnostics["heads"]) > 1, "trivial_name": trivial_name,
+                         "per_target": row_contract(run).heads_per_target})
     return rows
 
 
@@ -47,9 +49,9 @@ def trivial_reference(diagnostics: dict[str, Any], metric: str) -> tuple[float |
 
 
 def series_key(row: dict[str, Any]) -> str:
-    """A line of the plot: multi-head methods and static (k varies with the target) by name; the other
-    single-head methods (HashEE) by name and target."""
-    if row["multi_head"] or row["method"] in ("full", "static") or row["target"] is None:
+    """A line of the plot: a method by name, but a single head trained per target (HashEE: its contract's
+    ``heads_per_target``) by name and target."""
+    if row["multi_head"] or not row["per_target"] or row["target"] is None:
         return row["method"]
     return f"{row['method']} @{row['target']:g}x"
 

@@ -20,14 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from hashee.core.equal_speedup import AT_POINT, Mix, Point, compare, mix_at, mixed, value
+from hashee.reports.collect import row_contract
 from hashee.runs.results import PREDICTIONS_FILE
 
 REFERENCES = (1.5, 2.0, 3.0)
-NO_CURVE = ("full",)  # methods with no operating point
 
 
-def is_hashee(method: str) -> bool:
-    return method.startswith("hashee[")
+def focal_labels(rows: list[dict[str, Any]]) -> set[str]:
+    """The labels of the focal method's runs (HashEE's variants: its contract's ``focal``)."""
+    return {row["method"] for row in rows if row_contract(row).focal}
 
 
 def curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[int, list[Point]]]:
@@ -35,7 +36,7 @@ def curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[int, list[P
     found: dict[tuple[str, str], dict[int, list[Point]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         path = Path(row["run_dir"]) / PREDICTIONS_FILE
-        if row.get("source") == "run" and row["method"] not in NO_CURVE and path.is_file():
+        if row.get("source") == "run" and row_contract(row).has_target and path.is_file():
             found[(row["task"], row["method"])][row["seed"]].append(Point.load(str(path)))
     return found
 
@@ -44,7 +45,7 @@ def references(rows: list[dict[str, Any]], task: str) -> list[float]:
     """1.5x, 2x, 3x and every HashEE point of the task (mean realized speed-up over seeds, 2 decimals)."""
     points: dict[tuple, list[float]] = defaultdict(list)
     for row in rows:
-        if row["task"] == task and row.get("source") == "run" and is_hashee(row["method"]) and row.get("flops_speedup"):
+        if row["task"] == task and row.get("source") == "run" and row_contract(row).focal and row.get("flops_speedup"):
             points[(row["method"], row["target"])].append(float(row["flops_speedup"]))
     found = sorted({round(statistics.fmean(v), 2) for v in points.values()})
     chosen = list(REFERENCES)
@@ -84,11 +85,12 @@ def headline_rows(task: str, metric: str, reference: float, reached: dict[str, l
     return table
 
 
-def hashee_rows(task: str, metric: str, reference: float, reached: dict[str, list[Mix]]) -> list[dict[str, Any]]:
-    """Every HashEE variant reached at ``reference`` minus every other method reached there."""
+def hashee_rows(task: str, metric: str, reference: float, reached: dict[str, list[Mix]],
+                focal: set[str]) -> list[dict[str, Any]]:
+    """Every HashEE variant (``focal``) reached at ``reference`` minus every other method reached there."""
     table = []
-    for variant in sorted(m for m in reached if is_hashee(m)):
-        for other in sorted(m for m in reached if not is_hashee(m)):
+    for variant in sorted(m for m in reached if m in focal):
+        for other in sorted(m for m in reached if m not in focal):
             result = compare(metric, reached[variant], reached[other])
             table.append({"task": task, "speedup": reference, "hashee": variant, "versus": other, "metric": metric,
                           "seeds": result.seeds, "difference": 100 * result.difference, "low": 100 * result.low,
@@ -96,15 +98,17 @@ def hashee_rows(task: str, metric: str, reference: float, reached: dict[str, lis
     return table
 
 
-def claim_rows(task: str, metric: str, reference: float, reached: dict[str, list[Mix]]) -> list[dict[str, Any]]:
-    """The paper's claim at ``reference``: each HashEE variant reached there against the best other method there
-    (HashEE above every baseline means above the best of them). No variant is picked on the reported split."""
-    values = {method: value(metric, mixes) for method, mixes in reached.items() if not is_hashee(method)}
+def claim_rows(task: str, metric: str, reference: float, reached: dict[str, list[Mix]],
+               focal: set[str]) -> list[dict[str, Any]]:
+    """The paper's claim at ``reference``: each HashEE variant (``focal``) reached there against the best other
+    method there (HashEE above every baseline means above the best of them). No variant is picked on the reported
+    split."""
+    values = {method: value(metric, mixes) for method, mixes in reached.items() if method not in focal}
     if not values:
         return []
     best_other = max(values, key=values.get)
     table = []
-    for variant in sorted(m for m in reached if is_hashee(m)):
+    for variant in sorted(m for m in reached if m in focal):
         result = compare(metric, reached[variant], reached[best_other])
         table.append({"task": task, "speedup": reference, "hashee": variant, "versus": best_other, "metric": metric,
                       "seeds": result.seeds, "difference": 100 * result.difference, "low": 100 * result.low,
@@ -114,7 +118,7 @@ def claim_rows(task: str, metric: str, reference: float, reached: dict[str, list
 
 def equal_speedup_tables(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """The claim, headline and HashEE-vs-baselines tables of every task."""
-    found = curves(rows)
+    found, focal = curves(rows), focal_labels(rows)
     headline, versus, claims = [], [], []
     for task in sorted({task for task, _ in found}):
         task_curves = {method: seeds for (t, method), seeds in found.items() if t == task}
@@ -122,8 +126,8 @@ def equal_speedup_tables(rows: list[dict[str, Any]]) -> dict[str, list[dict[str,
         for reference in references(rows, task):
             reached = read_off(task_curves, reference)
             headline += headline_rows(task, metric, reference, reached, sorted(task_curves))
-            versus += hashee_rows(task, metric, reference, reached)
-            claims += claim_rows(task, metric, reference, reached)
+            versus += hashee_rows(task, metric, reference, reached, focal)
+            claims += claim_rows(task, metric, reference, reached, focal)
     return {"claim": claims, "headline": headline, "hashee_versus": versus}
 
 

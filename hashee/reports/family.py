@@ -13,16 +13,19 @@ import re
 from collections import defaultdict
 from typing import Any
 
-MEMBER_KNOBS = re.compile(r"; (depth|pooling)=[^;\]]+")  # what varies within a family
+from hashee.reports.collect import row_contract
+
 CHOSEN = "chosen"
 
 
-def family_label(method: str) -> str | None:
-    """``hashee[frequency]`` for ``hashee[frequency; depth=4]``, ``hashee[frequency; pooling=cls]`` and
-    ``hashee[frequency]``; None for other methods."""
-    if not method.startswith("hashee["):
+def family_label(row: dict[str, Any]) -> str | None:
+    """A run's family: its label without the variants its method's contract lists in ``family_variants``
+    (``hashee[frequency]`` for ``hashee[frequency; depth=4]``, ``hashee[frequency; pooling=cls]`` and
+    ``hashee[frequency]``); None for a method without families."""
+    names = [key.split(".")[-1] for key in row_contract(row).family_variants]
+    if not names:
         return None
-    return MEMBER_KNOBS.sub("", method)
+    return re.sub(rf"; ({'|'.join(map(re.escape, names))})=[^;\]]+", "", row["method"])
 
 
 def chosen_label(family: str) -> str:
@@ -33,7 +36,7 @@ def families(rows: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
     """``{(task, family label, target, seed): member runs}`` of HashEE runs with a target (two members or more)."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        family = family_label(row["method"])
+        family = family_label(row)
         if row.get("source") == "run" and family and row.get("target") is not None:
             groups[(row["task"], family, row["target"], row["seed"])].append(row)
     return {key: members for key, members in groups.items() if len(members) > 1}

@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from hashee.runs.identity import naming
+from hashee.reports.collect import row_contract
 
 
 def save_plot(fig: Any, ax: Any, path: Path) -> Path:
@@ -40,7 +40,7 @@ def plot_task(task: str, table: list[dict[str, Any]], axis: str, out: Path) -> P
         by_method[r["method"]].append(r)
     for method, members in sorted(by_method.items()):
         members.sort(key=lambda r: r[axis])
-        reference = naming(method).reference_label
+        reference = row_contract(members[0]).reference_label
         if reference is not None:  # no operating point: one quality, drawn across
             ax.axhline(statistics.fmean(m["primary_mean"] for m in members), color="black", linestyle="--",
                        linewidth=1, label=reference)
@@ -57,7 +57,7 @@ def exit_histogram_panels(rows: list[dict[str, Any]]) -> dict[tuple[str, float |
     """HashEE training exit histograms grouped into panels: (task, target) -> {method label: counts}."""
     panels: dict[tuple[str, float | None], dict[str, list[int]]] = defaultdict(dict)
     for row in rows:
-        if row["exit_histogram"] and row["method"].startswith("hashee"):
+        if row["exit_histogram"] and row_contract(row).token_exits:
             panels[(row["task"], row["target"])].setdefault(row["method"], row["exit_histogram"])
     return dict(panels)
 

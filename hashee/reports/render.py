@@ -64,7 +64,7 @@ def html_page(title: str, markdown_text: str, out: Path) -> str:
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    keys = sorted({k for r in rows for k in r if k not in ("exit_histogram", "exit_diagnostics")},
+    keys = sorted({k for r in rows for k in r if k not in ("exit_histogram", "exit_diagnostics", "contract")},
                   key=lambda k: (k.startswith("metric."), k))
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")

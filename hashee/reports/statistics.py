@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from hashee.core.stats import Outputs, metric_interval, pareto_front, pareto_score, seed_interval
+from hashee.reports.collect import row_contract
 from hashee.reports.plots import save_plot
 from hashee.runs.results import PREDICTIONS_FILE
-
-REFERENCE = "static"
 
 
 def load_outputs(rows: Iterable[dict[str, Any]]) -> dict[str, Outputs]:
@@ -63,25 +62,36 @@ def interval_rows(points: dict[tuple, dict[int, dict[str, Any]]], outputs: dict[
     return table
 
 
+def contract_of_point(seeds: dict[int, dict[str, Any]]) -> Any:
+    """The method contract of a point's runs."""
+    return row_contract(next(iter(seeds.values())))
+
+
 def curve_of(points: dict[tuple, dict[int, dict[str, Any]]], outputs: dict[str, Outputs], task: str,
              method: str) -> list[tuple[float, list[Outputs]]]:
-    """A method's (FLOPs speed-up, runs) points on a task; static's curve starts at the full model."""
+    """A method's (FLOPs speed-up, runs) points on a task; a method whose contract ``includes_full_model`` (static
+    truncation at k = L is the full model) starts at the full model."""
+    mine = [contract_of_point(s) for (t, m, _), s in points.items() if t == task and m == method]
+    joins_full = any(contract.includes_full_model for contract in mine)
     curve = []
     for (t, m, _), seeds in points.items():
-        if t == task and (m == method or (method == REFERENCE and m == "full")):
+        if t == task and (m == method or (joins_full and contract_of_point(seeds).full_model)):
             speedup = statistics.fmean(r["flops_speedup"] for r in seeds.values())
             curve.append((speedup, [outputs[r["run_dir"]] for r in seeds.values()]))
     return curve
 
 
 def pareto_rows(points: dict[tuple, dict[int, dict[str, Any]]], outputs: dict[str, Outputs]) -> list[dict[str, Any]]:
-    """Pareto score of every method (but static and full) against static truncation, per task."""
+    """Pareto score of every method against the Pareto reference (static truncation: its contract's
+    ``pareto_reference``), per task; neither the reference nor the full model is scored."""
     table = []
     for task in sorted({k[0] for k in points}):
-        reference = curve_of(points, outputs, task, REFERENCE)
+        contracts = {m: contract_of_point(s) for (t, m, _), s in points.items() if t == task}
+        name_of_reference = next((m for m, c in sorted(contracts.items()) if c.pareto_reference), None)
+        reference = [] if name_of_reference is None else curve_of(points, outputs, task, name_of_reference)
         if len(reference) < 2:
             continue
-        for method in sorted({k[1] for k in points if k[0] == task} - {REFERENCE, "full"}):
+        for method in sorted(m for m, c in contracts.items() if m != name_of_reference and not c.full_model):
             seeds = {len(runs) for _, runs in curve_of(points, outputs, task, method)}
             name = next(r for k, s in points.items() if k[0] == task for r in s.values())["primary_metric"]
             scored = pareto_score(name, curve_of(points, outputs, task, method), reference)

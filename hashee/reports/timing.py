@@ -17,7 +17,6 @@ from typing import Any, Mapping, Sequence
 from hashee.reports.plots import save_plot
 
 PERCENTILES = (50, 95, 99)
-FOCAL_METHOD = "hashee"  # the method the head-to-head rows put against every other
 
 
 def pareto_front(points: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -118,12 +117,13 @@ def best_within(points: Sequence[Mapping[str, Any]], time_s: float) -> float | N
     return max(qualities) if qualities else None
 
 
-def head_to_head(points: Sequence[Mapping[str, Any]], focal: str = FOCAL_METHOD) -> list[dict[str, Any]]:
-    """``focal`` against every other method. Equal quality: at each point's quality that both reach, each method's
+def head_to_head(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The focal method (HashEE: the points marked ``focal`` by its contract) against every other method. Equal quality: at each point's quality that both reach, each method's
     fastest point reaching it; ``time_ratios`` are the other's time over the focal's (> 1: the focal is faster).
     Equal time: at each point's time that both cover, each method's best quality within it; ``quality_gaps`` are
     focal minus other. No level outside either method's range is read (never extrapolated)."""
-    mine = [p for p in points if p["method"] == focal]
+    mine = [p for p in points if p["focal"]]
+    focal = mine[0]["method"] if mine else None
     rows = []
     for other in sorted({p["method"] for p in points} - {focal}):
         theirs = [p for p in points if p["method"] == other]

@@ -8,7 +8,8 @@
 - :func:`code_version`: which code produced a result (package version, git commit, dirty tree and a hash of
   its diff, :func:`code_fingerprint`), recorded in every ``results.json`` as ``code``; a sweep reuses a finished
   job only when its config *and* code fingerprints match (:func:`reusable`), unless ``resume=config``.
-- :data:`METHOD_NAMING`: per method, the config keys its label, tags and requested target are read from.
+- :func:`method_label`, :func:`requested_target`, :func:`run_tags`: how a run is named, from its method's
+  contract (:mod:`hashee.methods.registry`) and its config.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import importlib.metadata
 import importlib.util
 import json
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from hashee.core.errors import ConfigError
+from hashee.methods.registry import MethodContract
 
 # Keys that do not change what a job computes (logging, display, where caches live).
 # The recipe nodes only feed trainer.max_epochs, optim.*, data.batch_size (which stay in): hashee/runs/recipe.py.
@@ -155,30 +156,6 @@ def training_fingerprint(cfg: DictConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
-@dataclass(frozen=True)
-class MethodNaming:
-    """Where a method's label, tags and requested target speed-up are read from in its resolved config."""
-
-    qualifier: str | None = None  # dotted key that qualifies the label and tags: hashee[<hash.name>], hash:<name>
-    variants: tuple[str, ...] = ()  # dotted keys shown in the label when set: hashee[frequency; depth=3; pooling=cls]
-    untargeted: str | None = None  # label tag of a run without a target (HashEE's paper mode: no calibration)
-    target_key: str = "target_speedup"  # dotted key of the requested target speed-up
-    has_target: bool = True  # False: no operating point (the full model); its report rows have no target
-    reference_label: str | None = None  # a report draws it as a dashed reference line under this label
-
-
-METHOD_NAMING = {
-    "full": MethodNaming(has_target=False, reference_label="full model"),
-    "hashee": MethodNaming(qualifier="hash.name", target_key="hashee.target_speedup",
-                           variants=("hashee.depth", "hashee.num_buckets", "hashee.pooling"), untargeted="paper"),
-}
-
-
-def naming(method: Any) -> MethodNaming:
-    """The naming of ``method`` (the default one for methods not listed)."""
-    return METHOD_NAMING.get(str(method), MethodNaming())
-
-
 def select(config: Mapping[str, Any], dotted: str) -> Any:
     """The value at a dotted key of a (plain or OmegaConf) config, None where a node is missing."""
     node: Any = config
@@ -189,38 +166,35 @@ def select(config: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
-def method_label(method: Any, config: Mapping[str, Any]) -> str:
-    """``hashee[frequency]`` for HashEE (the hash matters; a set depth, bucket count or pooling is added, and
-    ``paper`` for a run without a target: ``hashee[frequency; depth=3; paper]``), the method name otherwise."""
-    rule = naming(method)
-    if rule.qualifier is None:
-        return str(method)
-    value = select(config, rule.qualifier)
+def method_label(contract: MethodContract, config: Mapping[str, Any]) -> str:
+    """The label a run is reported under: ``hashee[frequency]`` for a method with a label qualifier (HashEE: its hash
+    matters; a set depth, bucket count or pooling is added, and ``paper`` for a run without a target:
+    ``hashee[frequency; depth=3; paper]``), the method's name otherwise."""
+    if contract.label_qualifier is None:
+        return contract.name
+    value = select(config, contract.label_qualifier)
     parts = ["?" if value is None else str(value)]
-    parts += [f"{key.split('.')[-1]}={select(config, key)}" for key in rule.variants if select(config, key) is not None]
-    if rule.untargeted and select(config, rule.target_key) is None:
-        parts.append(rule.untargeted)
-    return f"{method}[{'; '.join(parts)}]"
+    parts += [f"{key.split('.')[-1]}={select(config, key)}" for key in contract.label_variants
+              if select(config, key) is not None]
+    if contract.untargeted_label and config.get("target_speedup") is None:
+        parts.append(contract.untargeted_label)
+    return f"{contract.name}[{'; '.join(parts)}]"
 
 
-def requested_target(method: Any, config: Mapping[str, Any]) -> float | None:
-    """The target speed-up a run was asked for (None for a method without one: the full model)."""
-    rule = naming(method)
-    if not rule.has_target:
-        return None
-    value = select(config, rule.target_key)
-    value = value if value is not None else config.get("target_speedup")
+def requested_target(contract: MethodContract, config: Mapping[str, Any]) -> float | None:
+    """The target speed-up a run was asked for (``target_speedup``; None for a method without one: the full
+    model)."""
+    value = config.get("target_speedup") if contract.has_target else None
     return None if value is None else float(value)
 
 
-def run_tags(cfg: Mapping[str, Any]) -> list[str]:
-    """Tags that let W&B compare runs: task, backbone, method, the method's qualifier (HashEE: hash), target speed-up, seed."""
-    rule = naming(cfg["method"]["name"])
-    tags = [f"task:{cfg['task']['name']}", f"backbone:{select(cfg, 'backbone.name')}", f"method:{cfg['method']['name']}",
+def run_tags(cfg: Mapping[str, Any], contract: MethodContract) -> list[str]:
+    """Tags that let W&B compare runs: task, backbone, method, the method's label qualifier (HashEE: hash), target
+    speed-up (methods with one), seed."""
+    tags = [f"task:{cfg['task']['name']}", f"backbone:{select(cfg, 'backbone.name')}", f"method:{contract.name}",
             f"seed:{cfg['seed']}"]
-    if rule.qualifier is not None:
-        tags.append(f"{rule.qualifier.split('.')[0]}:{select(cfg, rule.qualifier)}")
-    target = select(cfg, rule.target_key)
-    if target is not None:
-        tags.append(f"speedup:{target}")
+    if contract.label_qualifier is not None:
+        tags.append(f"{contract.label_qualifier.split('.')[0]}:{select(cfg, contract.label_qualifier)}")
+    if requested_target(contract, cfg) is not None:
+        tags.append(f"speedup:{cfg['target_speedup']}")
     return tags

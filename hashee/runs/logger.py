@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from hashee.methods.registry import contract_of
 from hashee.runs.identity import run_tags
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ def make_logger(cfg: DictConfig, run_dir: Path, resolved: Mapping[str, Any]) -> 
         node = OmegaConf.to_container(settings, resolve=True)
         mode, tags = node.pop("mode"), [str(t) for t in node.pop("tags", None) or []]
         factory = hydra.utils.instantiate(node, _partial_=True)
-        logger = factory(tags=run_tags(cfg) + tags, save_dir=str(run_dir), offline=mode == "offline",
+        logger = factory(tags=run_tags(cfg, contract_of(str(cfg.method.name))) + tags, save_dir=str(run_dir), offline=mode == "offline",
                          config=dict(resolved), job_type=str(cfg.method.name))
         logger.experiment  # start the run now, so that a failure shows here and not mid-training
         return logger
