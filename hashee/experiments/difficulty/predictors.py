@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -39,7 +39,6 @@ from hashee.data.batching import LengthGroupedSampler, pad_batch
 log = logging.getLogger(__name__)
 Rows = Sequence[Mapping[str, Any]]
 Batch = dict[str, torch.Tensor]
-PREDICTORS = ("encoder", "layer_linear", "bilstm", "mean_embedding_linear")
 BASELINE = "majority"
 
 
@@ -231,32 +230,69 @@ def fit_and_predict(model: nn.Module, settings: FitSettings, data: PredictorData
     return predict_rows(model, data.test_rows, settings.batch_size, pad_id), loss
 
 
+@dataclass
+class Inputs:
+    """What every predictor may read: the experiment's config, the split data, the fresh backbone and its word
+    vectors (taken before any fine-tuning), the number of layers, the padding id and the seed."""
+
+    exp: Any
+    data: PredictorData
+    fresh: Any
+    word_vectors: torch.Tensor
+    layers: int
+    pad_id: int
+    seed: int
+
+
+Prediction = tuple[np.ndarray, list[float]]  # 0/1 predictions on predictor-test, training losses
+
+
+def predict_encoder(i: Inputs) -> Prediction:
+    """The backbone itself, fine-tuned to predict each layer's correctness."""
+    return fit_and_predict(EncoderPredictor(i.fresh, i.layers), FitSettings.from_config(i.exp.encoder, i.seed),
+                           i.data, i.pad_id)
+
+
+def predict_bilstm(i: Inputs) -> Prediction:
+    """A BiLSTM over the word vectors."""
+    model = BiLSTMPredictor(i.word_vectors, int(i.exp.bilstm.hidden_size), i.layers,
+                            bool(i.exp.bilstm.trainable_embeddings))
+    return fit_and_predict(model, FitSettings.from_config(i.exp.bilstm, i.seed), i.data, i.pad_id)
+
+
+def predict_layer_linear(i: Inputs) -> Prediction:
+    """A linear unit per layer on the frozen pooled features."""
+    units, loss = fit_layer_units(i.data.pooled_train, i.data.y_train, FitSettings.from_config(i.exp.layer_linear, i.seed))
+    return predict_layer_units(units, i.data.pooled_test), loss
+
+
+def predict_mean_embedding_linear(i: Inputs) -> Prediction:
+    """Logistic regression on the mean word vector."""
+    return fit_predict_logistic(mean_embeddings(i.data.train_rows, i.word_vectors), i.data.y_train,
+                                mean_embeddings(i.data.test_rows, i.word_vectors), c=float(i.exp.logistic.C),
+                                max_iter=int(i.exp.logistic.max_iter)), []
+
+
+PREDICT: dict[str, Callable[[Inputs], Prediction]] = {
+    "encoder": predict_encoder, "layer_linear": predict_layer_linear, "bilstm": predict_bilstm,
+    "mean_embedding_linear": predict_mean_embedding_linear,
+}
+
+
 def run_predictors(cfg: DictConfig, data: PredictorData, pad_id: int) -> dict[str, dict[str, Any]]:
     """Train every configured predictor (and the majority baseline); 0/1 predictions on predictor-test and losses."""
     exp, seed = cfg.experiment, int(cfg.experiment.seed)
-    unknown = set(exp.predictors) - set(PREDICTORS)
+    unknown = set(exp.predictors) - set(PREDICT)
     if unknown:
-        raise ConfigError(f"experiment.predictors: unknown {sorted(unknown)} (known: {', '.join(PREDICTORS)})")
+        raise ConfigError(f"experiment.predictors: unknown {sorted(unknown)} (known: {', '.join(PREDICT)})")
     fresh = load_backbone(cfg.backbone)  # a fresh copy: its word embeddings are taken before any fine-tuning
     word_vectors = fresh.model.get_input_embeddings().weight.detach().clone()
-    layers = data.y_train.shape[1]
+    inputs = Inputs(exp, data, fresh, word_vectors, data.y_train.shape[1], pad_id, seed)
     out: dict[str, dict[str, Any]] = {}
     for name in exp.predictors:
         torch.manual_seed(seed)
         log.info("difficulty: training predictor %s", name)
-        if name == "encoder":
-            pred, loss = fit_and_predict(EncoderPredictor(fresh, layers), FitSettings.from_config(exp.encoder, seed),
-                                         data, pad_id)
-        elif name == "bilstm":
-            model = BiLSTMPredictor(word_vectors, int(exp.bilstm.hidden_size), layers, bool(exp.bilstm.trainable_embeddings))
-            pred, loss = fit_and_predict(model, FitSettings.from_config(exp.bilstm, seed), data, pad_id)
-        elif name == "layer_linear":
-            units, loss = fit_layer_units(data.pooled_train, data.y_train, FitSettings.from_config(exp.layer_linear, seed))
-            pred = predict_layer_units(units, data.pooled_test)
-        else:  # mean_embedding_linear
-            pred, loss = fit_predict_logistic(mean_embeddings(data.train_rows, word_vectors), data.y_train,
-                                              mean_embeddings(data.test_rows, word_vectors),
-                                              c=float(exp.logistic.C), max_iter=int(exp.logistic.max_iter)), []
+        pred, loss = PREDICT[name](inputs)
         out[name] = {"pred": pred, "train_loss": loss}
     out[BASELINE] = {"pred": majority_predictions(data.y_train, len(data.y_test)), "train_loss": []}
     return out
