@@ -159,3 +159,27 @@ def test_the_claim_compares_every_hashee_variant_with_the_best_other_method():
     assert all(r["versus"] == "static" for r in rows.values())
     assert claim_word(rows["hashee[frequency; chosen]"]) == "holds"
     assert claim_word(rows["hashee[frequency]"]) == "does not hold"
+
+
+def test_a_chosen_variant_is_read_with_every_seed_at_its_own_speed_up():
+    """The chosen variant's two seeds sit at 2.0x and 2.4x (FLOPs 6 and 5 of 12); "static" has, per seed, points at
+    1.5x and 3x, so each of its seeds is read off its own curve at both speed-ups. "pabee" reaches 2.0x but not
+    2.4x: left out. The row is the variant's mean minus static's mean
+    over its (seed, speed-up) readings, with both seeds of each side counted. Mutations caught: reading the other
+    method at the variant's mean speed-up only (its value changes), admitting a method that misses one speed-up
+    (pabee, better, would be the best other), counting readings as seeds (2 / 4)."""
+    from hashee.reports.equal_speedup import own_speedup_rows
+
+    rng = np.random.default_rng(5)
+    chosen = {0: [_point(rng.random(N) < 0.85, 6.0)], 1: [_point(rng.random(N) < 0.85, 5.0)]}
+    static = {s: [_point(rng.random(N) < 0.9, 8.0), _point(rng.random(N) < 0.7, 4.0)] for s in (0, 1)}
+    pabee = {0: [_point(np.ones(N, bool), 6.0), _point(np.ones(N, bool), 8.0)]}
+    curves = {"hashee[frequency; chosen]": chosen, "static": static, "pabee": pabee}
+    (row,) = own_speedup_rows("t", "accuracy", curves, {"hashee[frequency; chosen]"})
+    assert row["versus"] == "static" and row["seeds"] == (2, 2)
+    assert row["speedups"] == pytest.approx((2.0, 2.4))
+    readings = [mix_at(points, speed) for points in static.values() for speed in (2.0, 2.4)]
+    expected = value("accuracy", [Mix(p[0], p[0], 0.0) for p in chosen.values()]) - value("accuracy", readings)
+    assert row["difference"] == pytest.approx(100 * expected)
+    # a variant with several points per seed (a curve) is read at the common references instead
+    assert own_speedup_rows("t", "accuracy", {**curves, "hashee[frequency; chosen]": static}, {"hashee[frequency; chosen]"}) == []
