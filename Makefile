@@ -37,7 +37,7 @@ report: setup
 		$(BIN)/hashee-report $$study --out reports/$$(basename $$study) || exit 1; done
 
 # The tables of README.md and docs/results.md are generated from results/: rewrite them (docs) or check them (docs-check)
-GENERATED_DOCS := README.md docs/results.md
+GENERATED_DOCS := README.md docs/results.md docs/performance.md
 docs: setup
 	for doc in $(GENERATED_DOCS); do $(BIN)/hashee-report --docs $$doc || exit 1; done
 

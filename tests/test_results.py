@@ -63,9 +63,10 @@ def test_export_keeps_complete_runs_portable(tmp_path):
     assert portable({"a": [1.0000001, str(tmp_path / "x" / "y")]}, tmp_path / "x") == {"a": [1.0, "y"]}
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/results.md"])
+@pytest.mark.parametrize("doc", ["README.md", "docs/results.md", "docs/performance.md"])
 def test_every_generated_table_of_the_docs_matches_the_committed_runs(doc):
-    """``make docs-check``: regenerating the tables of README.md and docs/results.md from results/ changes nothing.
+    """``make docs-check``: regenerating the tables of README.md, docs/results.md and docs/performance.md from results/
+    changes nothing.
     Mutation caught: a figure typed into a generated table (or a run changed without regenerating the docs)."""
     text, changed = regenerate(ROOT / doc)
     assert "<!-- hashee-report " in text

@@ -39,6 +39,8 @@ from hashee.core.backbone import load_backbone
 from hashee.core.cost import efficiency_ceiling, fixed_batch_cost, time_inference
 from hashee.experiments.evaluation import NOISE_TOLERANCE  # the runs' own noise-check threshold
 from hashee.experiments.steps import build_data, cache_dir, instantiate_method
+from hashee.reports.scaling import markdown
+from hashee.runs.identity import code_version
 from hashee.tasks.spec import TaskSpec
 
 DEFAULT_INPUTS = "sst2,rotten_tomatoes,mrpc,bbc_news@128,bbc_news@512"
@@ -162,28 +164,6 @@ def measure_cell(data: dict[str, Any], batch_size: int, repeats: int) -> list[di
     return rows
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
-    """One line per cell: time of hf and full, the fixed cost's share, and HashEE's efficiency and ceiling at each target."""
-    cells: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
-    for row in rows:
-        cells.setdefault((row["input"], row["batch_size"]), {})[row["method"]] = row
-    targets = sorted({r["method"] for r in rows if r["method"].startswith("hashee@")}, key=lambda m: float(m.split("@")[1]))
-    head = ["input", "batch", "examples", "mean len", "hf s", "full s", "full / hf", "HashEE at full depth / hf",
-            "noise (full again / full)", "fixed share of full"]
-    head += [f"{m} eff, paired / ceiling (FLOPs x)" for m in targets]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (name, batch), by_method in cells.items():
-        hf, full = by_method["hf"], by_method["full"]
-        cols = [name, str(batch), str(full["examples"]), f"{full['mean_length']:.0f}", f"{hf['seconds']:.3f}",
-                f"{full['seconds']:.3f}", f"{full['over_hf']:.3f}", f"{by_method['hashee_full_depth']['over_hf']:.3f}",
-                f"{full['noise_check']:.3f}" + (" (flagged)" if full["noise_flagged"] else ""),
-                f"{full['fixed_share_of_full']:.3f}"]
-        cols += [f"{by_method[m]['efficiency']:.3f}, {by_method[m]['efficiency_paired']:.3f} / {by_method[m]['ceiling']:.3f} "
-                 f"({by_method[m]['flops_speedup']:.2f}x)" for m in targets]
-        lines.append("| " + " | ".join(cols) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def plot(rows: list[dict[str, Any]], out: Path) -> list[str]:
     """Efficiency against batch size (one line per input and target, its ceiling dotted in the same colour) and
     against mean length (batch 32)."""
@@ -229,7 +209,7 @@ def run(argv: list[str]) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     meta = {"threads": torch.get_num_threads(), "allocator": allocator_setting(), "repeats": args.repeats, "tokens": args.tokens,
-            "torch": torch.__version__, "overrides": overrides}
+            "torch": torch.__version__, "overrides": overrides, "code": code_version()}
     for name in args.inputs.split(","):
         data = build_input(name, overrides, args, max(batch_sizes))  # outside inference mode: normal parameters
         data["fixed_cost"] = measure_fixed_cost(data, max(batch_sizes))

@@ -7,6 +7,9 @@ repository root: the nearest folder above the docs file that holds ``pyproject.t
     ...the table, as the report writes it...
     <!-- /hashee-report -->
 
+The study may also be one record file: a ``hashee-timing`` record (section ``timing``) or a ``hashee-scaling`` one
+(section ``scaling``), e.g. ``<!-- hashee-report results/timing/ceiling.json scaling -->``.
+
 ``--docs`` rewrites every block from the committed runs; ``--check`` only compares and names every block that
 differs (``make docs-check`` and a test run it), so a typed or stale figure cannot stay in the docs.
 """
@@ -23,8 +26,18 @@ BLOCK = re.compile(r"(<!-- hashee-report (?P<study>\S+) (?P<section>\w+) -->\n)(
 
 @lru_cache(maxsize=None)
 def _sections(study: Path) -> dict[str, str]:
+    """A study folder's report sections; a timing record (``hashee-timing``'s ``timing.json``) gives ``timing``, a
+    ``hashee-scaling`` record (its ``scaling.json``, under any name) gives ``scaling``."""
+    import json
+
+    from hashee.reports import scaling, timing
     from hashee.reports.build import load_rows, markdown_sections
 
+    if study.is_file():
+        record = json.loads(study.read_text())
+        if "scenarios" in record:
+            return {"timing": timing.markdown(record)}
+        return {"scaling": scaling.markdown(record["rows"])}
     return markdown_sections(load_rows(study)[0])
 
 
