@@ -242,3 +242,21 @@ def test_scenarios_are_parsed_and_a_bad_one_refused():
     for bad in ("batch0", "stream", "batchx", ""):
         with pytest.raises(ValueError, match="scenario"):
             parse_scenarios(bad)
+
+
+def test_the_report_of_a_study_with_a_timing_record_has_its_time_section(study, sweep, tmp_path):
+    """A study folder holding ``timing.json`` (as a committed study does): its report adds the timing tables, headings
+    one level down, and draws the plots again from the record."""
+    import shutil
+
+    from hashee.reports.build import build_report
+
+    shutil.copy(study["out"] / "timing.json", sweep / "timing.json")
+    try:
+        built = build_report(sweep, tmp_path / "report")
+    finally:
+        (sweep / "timing.json").unlink()
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "\n## Timing study: " in text and "\n### rotten_tomatoes: single (batch 1), 1 thread(s)" in text
+    plots = [e["plot"] for e in study["record"]["scenarios"]]
+    assert all((tmp_path / "report" / p).stat().st_size > 0 and p in built["images"] for p in plots)

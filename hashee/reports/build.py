@@ -18,6 +18,7 @@ from hashee.reports import diagnostics as report_diagnostics
 from hashee.reports import equal_speedup as report_equal
 from hashee.reports import family as report_family
 from hashee.reports import statistics as report_stats
+from hashee.reports import timing as report_timing
 from hashee.reports.aggregate import aggregate
 from hashee.reports.collect import collect_runs, deduplicate, mixed_code_note
 from hashee.reports.plots import plot_exit_histograms, plot_task
@@ -89,6 +90,9 @@ def build_report(sweep_dir: Path, out: Path, curve_targets: Iterable[float] = CU
     md += ["", stats["markdown"], ""] + [f"![{i}]({i})" for i in stats["images"]]
     if heads:
         md += ["", report_diagnostics.markdown_section(heads), ""] + [f"![{i}]({i})" for i in head_images]
+    timing_md, timing_images = report_timing.report_section(sweep_dir, out)  # hashee-timing's record, if any
+    md += ["", timing_md] + [f"![{i}]({i})" for i in timing_images] if timing_md else []
+    images += timing_images
     text = "\n".join(md) + "\n"
     (out / "report.md").write_text(text)
     (out / "report.html").write_text(html_page(title, text, out))

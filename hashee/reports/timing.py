@@ -160,3 +160,26 @@ def head_to_head_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         lines.append(f"| {row['other']} | {row['faster_levels']} / {row['slower_levels']} of {len(ratios)} | {ratio} "
                      f"| {row['better_budgets']} / {row['worse_budgets']} of {len(gaps)} | {gap} |")
     return [*lines, ""]
+
+
+def timing_record(study: Path) -> dict[str, Any] | None:
+    """A study's timing record: ``timing.json`` in the study folder (committed) or in its ``timing/`` (as
+    ``hashee-timing`` writes it by default); None without one."""
+    import json
+
+    for path in (study / "timing.json", study / "timing" / "timing.json"):
+        if path.is_file():
+            return json.loads(path.read_text())
+    return None
+
+
+def report_section(study: Path, out: Path) -> tuple[str, list[str]]:
+    """The report's time section from a study's timing record (headings one level down) and its plots, drawn into
+    ``out``; empty without a record."""
+    record = timing_record(study)
+    if record is None:
+        return "", []
+    images = [plot_entry(entry, record["runs"][0]["primary_metric"], out / entry["plot"])
+              for entry in record["scenarios"]]
+    lines = [("#" + line) if line.startswith("#") else line for line in markdown(record).splitlines()]
+    return "\n".join(lines) + "\n", images
