@@ -288,7 +288,7 @@ def test_generation_runs_end_to_end_with_hashee_and_full(run_tiny, tmp_path):
 
 
 def test_generation_refuses_methods_and_targets_it_cannot_run(run_tiny):
-    with pytest.raises(ConfigError, match="does not support generation"):
+    with pytest.raises(ConfigError, match="method pabee does not run generation tasks"):
         _tiny_generation(run_tiny, "method=pabee", name="pabee")
     with pytest.raises(ConfigError, match="needs class labels"):
         _tiny_generation(run_tiny, "method=hashee", "hash=mi", name="mi")
