@@ -116,23 +116,36 @@ def claim_rows(task: str, metric: str, reference: float, reached: dict[str, list
     return table
 
 
-def single_point_variants(task_curves: dict[str, dict[int, list[Point]]], focal: set[str]) -> list[str]:
-    """Focal variants with one point per seed and at least two seeds (the configuration chosen on validation: its
-    seeds may sit at different speed-ups, so that no single reference reaches them all)."""
-    return sorted(m for m, seeds in task_curves.items()
-                  if m in focal and len(seeds) > 1 and all(len(points) == 1 for points in seeds.values()))
+def operating_points(rows: list[dict[str, Any]], task: str) -> dict[tuple[str, float | None], list[Point]]:
+    """``{(variant, target): one point per seed}`` of the focal method's runs on a task (its rows at one nominal
+    target: the configuration chosen on validation has one per seed)."""
+    found: dict[tuple[str, float | None], list[Point]] = defaultdict(list)
+    for row in rows:
+        path = Path(row["run_dir"]) / PREDICTIONS_FILE
+        if row["task"] == task and row.get("source") == "run" and row_contract(row).focal and path.is_file():
+            found[(row["method"], row["target"])].append(Point.load(str(path)))
+    return found
 
 
-def own_speedup_rows(task: str, metric: str, task_curves: dict[str, dict[int, list[Point]]],
-                     focal: set[str]) -> list[dict[str, Any]]:
-    """The claim for a single-point variant, every seed at its own speed-up: each other method is read off its
-    curve at every one of those speed-ups (each of its seeds; an other method must reach them all), the best other
-    is the one with the best mean there, and the difference is the variant's mean over its seeds minus the other's
-    mean over (its seed, speed-up) readings, bootstrapped as at one speed-up (the readings resampled as units)."""
+def spread_out(speeds: list[float]) -> bool:
+    """Whether no common reference (the mean, 2 decimals, as :func:`references` takes it) holds every speed-up
+    within :data:`AT_POINT`: then the seeds are only read together each at its own speed-up."""
+    reference = round(statistics.fmean(speeds), 2)
+    return any(abs(speed - reference) > AT_POINT * reference for speed in speeds)
+
+
+def own_speedup_rows(task: str, metric: str, groups: dict[tuple[str, float | None], list[Point]],
+                     task_curves: dict[str, dict[int, list[Point]]], focal: set[str]) -> list[dict[str, Any]]:
+    """The claim for a variant whose seeds (at one nominal target) sit at speed-ups no common reference holds (the
+    configuration chosen on validation), every seed at its own speed-up: each other method is read off its curve at
+    every one of those speed-ups (each of its seeds; an other method must reach them all), the best other is the one
+    with the best mean there, and the difference is the variant's mean over its seeds minus the other's mean over
+    (its seed, speed-up) readings, bootstrapped as at one speed-up (the readings resampled as units)."""
     table = []
-    for variant in single_point_variants(task_curves, focal):
-        points = [seed_points[0] for seed_points in task_curves[variant].values()]
+    for (variant, target), points in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
         speeds = [point.speedup for point in points]
+        if len(points) < 2 or not spread_out(speeds):
+            continue
         mine = [Mix(point, point, 0.0) for point in points]
         others, other_seeds = {}, {}
         for other, seeds in task_curves.items():
@@ -145,9 +158,9 @@ def own_speedup_rows(task: str, metric: str, task_curves: dict[str, dict[int, li
         best = max(sorted(others), key=lambda other: value(metric, others[other]))
         result = compare(metric, mine, others[best])
         table.append({"task": task, "speedup": statistics.fmean(speeds), "speedups": (min(speeds), max(speeds)),
-                      "hashee": variant, "versus": best, "metric": metric, "seeds": (len(points), other_seeds[best]),
-                      "difference": 100 * result.difference, "low": 100 * result.low, "high": 100 * result.high,
-                      "p_value": result.p_value, "tie": result.tie})
+                      "target": target, "hashee": variant, "versus": best, "metric": metric,
+                      "seeds": (len(points), other_seeds[best]), "difference": 100 * result.difference,
+                      "low": 100 * result.low, "high": 100 * result.high, "p_value": result.p_value, "tie": result.tie})
     return table
 
 
@@ -163,9 +176,8 @@ def equal_speedup_tables(rows: list[dict[str, Any]]) -> dict[str, list[dict[str,
             headline += headline_rows(task, metric, reference, reached, sorted(task_curves))
             versus += hashee_rows(task, metric, reference, reached, focal)
             claims += claim_rows(task, metric, reference, reached, focal)
-        # a variant no reference reads with all its seeds (the chosen one): each seed at its own speed-up
-        whole = {r["hashee"] for r in claims if r["task"] == task and r["seeds"][0] == len(task_curves[r["hashee"]])}
-        claims += own_speedup_rows(task, metric, {m: c for m, c in task_curves.items() if m not in whole}, focal)
+        # seeds that no common reference holds (the configuration chosen on validation): each at its own speed-up
+        claims += own_speedup_rows(task, metric, operating_points(rows, task), task_curves, focal)
     return {"claim": claims, "headline": headline, "hashee_versus": versus}
 
 
@@ -185,7 +197,8 @@ def _interval(row: dict[str, Any]) -> str:
 def speedup_cell(row: dict[str, Any]) -> str:
     """The claim table's speed-up: one reference, or the range of a variant's own speed-ups."""
     if "speedups" in row:
-        return f"{row['speedups'][0]:.2f}-{row['speedups'][1]:.2f} (own)"
+        target = "" if row.get("target") is None else f", target {row['target']:g}x"
+        return f"{row['speedups'][0]:.2f}-{row['speedups'][1]:.2f} (own{target})"
     return f"{row['speedup']:.2f}"
 
 
