@@ -260,3 +260,12 @@ def test_the_report_of_a_study_with_a_timing_record_has_its_time_section(study, 
     assert "\n## Timing study: " in text and "\n### rotten_tomatoes: single (batch 1), 1 thread(s)" in text
     plots = [e["plot"] for e in study["record"]["scenarios"]]
     assert all((tmp_path / "report" / p).stat().st_size > 0 and p in built["images"] for p in plots)
+
+
+def test_weights_outside_the_sweep_are_named_without_a_machine_path(tmp_path):
+    from hashee.cli.timing import portable_weights
+
+    sweep = tmp_path / "sweep"
+    assert portable_weights(sweep / "job" / "checkpoints" / "best-main.ckpt", sweep) == "job/checkpoints/best-main.ckpt"
+    cached = tmp_path / "cache" / "trained" / "sst2-pabee-0123.pt"
+    assert portable_weights(cached, sweep) == "<cache>/trained/sst2-pabee-0123.pt"

@@ -209,6 +209,13 @@ def verify(module: Any, datamodule: Any, spec: TaskSpec, saved: Mapping[str, Any
             "verified": math.isclose(speedup, recorded, rel_tol=1e-12) and same_primary}
 
 
+def portable_weights(path: Path, sweep_dir: Path) -> str:
+    """Where a run's weights came from, without machine paths: relative to the sweep when inside it, else the
+    trained-model cache's file (``<cache>/trained/<file>``)."""
+    inside = path.resolve().is_relative_to(sweep_dir.resolve())
+    return os.path.relpath(path, sweep_dir) if inside else f"<cache>/{path.parent.name}/{path.name}"
+
+
 def reload_run(run_dir: Path, sweep_dir: Path) -> tuple[LoadedRun, Any, str]:
     """A finished run rebuilt from its ``results.json``; its data module and the key of its reported split's tokens."""
     saved = json.loads((run_dir / RESULTS_FILE).read_text())
@@ -221,7 +228,7 @@ def reload_run(run_dir: Path, sweep_dir: Path) -> tuple[LoadedRun, Any, str]:
     prepared = module.prepare(datamodule, cache_dir(cfg))
     path = load_weights(module, run_dir, saved)
     module.eval()
-    record = {"weights": os.path.relpath(path, sweep_dir), "primary_metric": saved["primary_metric"],
+    record = {"weights": portable_weights(path, sweep_dir), "primary_metric": saved["primary_metric"],
               "operating_point": operating_point(module, datamodule, cfg, saved, prepared)}
     record.update(verify(module, datamodule, spec, saved))
     contract = contract_of(saved["method"], saved.get("method_contract"))
