@@ -41,13 +41,15 @@ def load_rows(sweep_dir: Path, curve_targets: Iterable[float] = CURVE_TARGETS) -
 def markdown_sections(rows: list[dict[str, Any]]) -> dict[str, str]:
     """The report's tables as markdown, by name (what ``hashee-report --docs`` writes into the docs): ``equal``
     (methods at equal realized speed-up), ``runs`` (every run at its nominal target), ``families`` (HashEE's
-    validation choice), ``intervals`` and ``pareto``, ``heads`` (each exit head on its own)."""
+    validation choice), ``intervals`` and ``pareto``, ``heads`` (each exit head on its own), ``claim`` (the claim
+    rows with at least two seeds on each side: the README's)."""
     from hashee.reports.statistics import by_point, interval_rows, load_outputs, pareto_rows
 
     outputs = load_outputs(rows)
     points = by_point(rows, outputs)
     heads = report_diagnostics.head_rows([r for r in rows if r["source"] == "run"])
-    return {"equal": report_equal.markdown(report_equal.equal_speedup_tables(rows)),
+    equal = report_equal.equal_speedup_tables(rows)
+    return {"equal": report_equal.markdown(equal), "claim": "\n".join(report_equal.claim_lines(equal["claim"], True)),
             "runs": markdown_table(aggregate(rows)), "families": report_family.markdown(report_family.family_table(rows)),
             "intervals": report_stats.intervals_markdown(interval_rows(points, outputs), 0),
             "pareto": report_stats.pareto_markdown(pareto_rows(points, outputs)),
