@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,12 @@ from hashee.reports.collect import row_contract
 from hashee.runs.results import PREDICTIONS_FILE
 
 REFERENCES = (1.5, 2.0, 3.0)
+
+
+@lru_cache(maxsize=None)
+def load_point(path: str) -> Point:
+    """A run's point, read once however many tables use it (curves, the focal method's operating points)."""
+    return Point.load(path)
 
 
 def focal_labels(rows: list[dict[str, Any]]) -> set[str]:
@@ -37,7 +44,7 @@ def curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[int, list[P
     for row in rows:
         path = Path(row["run_dir"]) / PREDICTIONS_FILE
         if row.get("source") == "run" and row_contract(row).has_target and path.is_file():
-            found[(row["task"], row["method"])][row["seed"]].append(Point.load(str(path)))
+            found[(row["task"], row["method"])][row["seed"]].append(load_point(str(path)))
     return found
 
 
@@ -123,7 +130,7 @@ def operating_points(rows: list[dict[str, Any]], task: str) -> dict[tuple[str, f
     for row in rows:
         path = Path(row["run_dir"]) / PREDICTIONS_FILE
         if row["task"] == task and row.get("source") == "run" and row_contract(row).focal and path.is_file():
-            found[(row["method"], row["target"])].append(Point.load(str(path)))
+            found[(row["method"], row["target"])].append(load_point(str(path)))
     return found
 
 
