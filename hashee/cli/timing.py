@@ -44,16 +44,8 @@ from hashee.experiments.evaluation import NOISE_TOLERANCE, evaluate
 from hashee.experiments.steps import build_data, cache_dir, instantiate_method
 from hashee.experiments.training import state_dict_mismatch
 from hashee.methods.registry import MethodContract, contract_of
-from hashee.reports.timing import (
-    PERCENTILES,
-    equal_quality_winners,
-    equal_time_winners,
-    head_to_head,
-    markdown,
-    pareto_front,
-    plot_entry,
-    verdict,
-)
+from hashee.reports.timing import (PERCENTILES, equal_quality_winners, equal_time_winners, head_to_head, markdown,
+                                   pareto_front, plot_entry, verdict)
 from hashee.runs.identity import code_version, method_label, requested_target
 from hashee.runs.results import RESULTS_FILE
 from hashee.tasks.kinds import task_kind
