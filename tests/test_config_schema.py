@@ -78,3 +78,16 @@ def test_the_two_tracebacks_a_new_user_hit_are_one_line_and_exit_2(tmp_path, ove
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 2
     assert [line for line in done.stderr.splitlines() if line.strip()] == [f"error: {override}: must be >= 1"]
+
+
+def test_the_closed_sets_are_the_ones_the_code_checks():
+    """The schema's enums mirror the constants the code refuses other values with (kept apart: those modules import
+    torch and transformers). Mutation caught: a value added to one side only."""
+    from hashee.core.backbone import POOLINGS as BACKBONE_POOLINGS
+    from hashee.methods.hashee import EXITED_TOKEN_MODES, POOLINGS
+    from hashee.runs.identity import RESUME_POLICIES
+    from hashee.runs.schema import BackbonePooling, ExitedTokens, HeadPooling, Resume
+
+    for enum_type, constant in ((BackbonePooling, BACKBONE_POOLINGS), (ExitedTokens, EXITED_TOKEN_MODES),
+                                (HeadPooling, POOLINGS), (Resume, RESUME_POLICIES)):
+        assert tuple(member.value for member in enum_type) == tuple(constant), enum_type

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
 from hashee.core.errors import ConfigError
+from hashee.runs.identity import RESUME_POLICIES
 
 
 def knob(ge: float | None = None, gt: float | None = None, le: float | None = None) -> Any:
@@ -31,9 +32,9 @@ def knob(ge: float | None = None, gt: float | None = None, le: float | None = No
     return field(default=None, metadata={"ge": ge, "gt": gt, "le": le})
 
 
-class Resume(enum.Enum):
-    code = "code"
-    config = "config"
+Resume = enum.Enum("Resume", {policy: policy for policy in RESUME_POLICIES})  # identity's resume policies
+# The sets below mirror the constants their code checks (hashee.methods.hashee EXITED_TOKEN_MODES and POOLINGS,
+# hashee.core.backbone POOLINGS), which import torch and transformers; tests/test_config_schema.py keeps them equal.
 
 
 class ExitedTokens(enum.Enum):
@@ -102,7 +103,7 @@ class HashSchema:
 
 @dataclass
 class MethodSchema:
-    """The knobs the built-in methods share (a method reads its own; the others ignore them)."""
+    """The knobs of the built-in methods, together (a method reads its own; the others ignore them)."""
 
     patience: Optional[int] = knob(ge=0)
     layers: Optional[int] = knob(ge=1)
@@ -183,7 +184,7 @@ def check_group(cfg: DictConfig, group: str, schema: type) -> None:
     node = cfg if not group else OmegaConf.select(cfg, group)
     if not isinstance(node, DictConfig):
         return
-    hints = get_type_hints(schema)
+    hints, typed_schema = get_type_hints(schema), OmegaConf.structured(schema)
     for spec in dataclasses.fields(schema):
         if spec.name not in node:
             continue
@@ -191,7 +192,7 @@ def check_group(cfg: DictConfig, group: str, schema: type) -> None:
         if value is None:
             continue
         try:
-            typed = OmegaConf.merge(OmegaConf.structured(schema), {spec.name: value})[spec.name]
+            typed = OmegaConf.merge(typed_schema, {spec.name: value})[spec.name]
         except ValidationError:
             raise ConfigError(f"{key}={value}: {allowed(hints[spec.name])}") from None
         if isinstance(typed, float) and not math.isfinite(typed):
