@@ -15,7 +15,10 @@ from hashee.core.errors import ConfigError, DataError
 from hashee.experiments.difficulty import predictors as P
 from hashee.experiments.difficulty.human import balanced_indices, read_pairs_file
 from hashee.experiments.difficulty.model import correctness_vectors, pool_splits
-from hashee.experiments.difficulty.scoring import binary_metrics, layer_table, mean_over_layers, split_positions
+from hashee.core.stats import seeds_and_examples_interval
+from hashee.experiments.difficulty.scoring import (binary_metrics, example_agreement, exit_layer_scores, exit_layers,
+                                                   layer_table, learned_against_trivial, mean_over_layers,
+                                                   split_positions, stays_correct)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "difficulty"
 HUMAN_FILE = FIXTURES / "snli_human.tsv"
@@ -46,6 +49,47 @@ def test_correctness_vectors_from_hand_made_logits():
                            [[0, 1, 0], [0, 0, 2], [1, 4, 0]]])
     vectors = correctness_vectors(logits, torch.tensor([0, 2, 1]))
     assert vectors.tolist() == [[1, 0], [0, 1], [1, 1]]
+
+
+def test_stays_correct_marks_the_layers_from_the_model_defined_difficulty_on():
+    correct = np.array([[0, 1, 0, 1],   # correct at 2, wrong at 3: stays correct only from 4
+                        [1, 1, 1, 1],   # layer 1
+                        [1, 1, 1, 0],   # the last head is wrong: never (L + 1 = 5)
+                        [0, 0, 1, 1]])  # layer 3
+    assert stays_correct(correct).tolist() == [[0, 0, 0, 1], [1, 1, 1, 1], [0, 0, 0, 0], [0, 0, 1, 1]]
+    assert exit_layers(correct).tolist() == [4, 1, 5, 3]
+    assert exit_layer_scores(correct, np.array([[0, 0, 0, 1], [0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 1, 1]])) == {
+        "exact": 0.5, "mean_abs_error": (0 + 1 + 4 + 0) / 4}
+
+
+def test_example_bootstrap_interval_covers_the_mean_and_two_levels_add_the_seed_spread():
+    rng = np.random.default_rng(0)
+    shifted = rng.normal(0.05, 0.2, size=400)
+    one = seeds_and_examples_interval([shifted])
+    assert one.seeds == 1 and one.low < one.mean < one.high and one.excludes_zero
+    assert one.mean == pytest.approx(shifted.mean())
+    noise = rng.normal(0.0, 0.2, size=400)
+    assert not seeds_and_examples_interval([noise]).excludes_zero
+    constant = seeds_and_examples_interval([np.full(50, 0.25)])
+    assert (constant.low, constant.mean, constant.high) == pytest.approx((0.25, 0.25, 0.25))
+    # three seeds that disagree: the interval over seeds and examples is wider than over one seed's examples
+    seeds = [rng.normal(m, 0.2, size=400) for m in (-0.05, 0.02, 0.09)]
+    pooled = seeds_and_examples_interval(seeds)
+    examples_only = seeds_and_examples_interval([np.concatenate(seeds)])
+    assert pooled.mean == pytest.approx(np.mean([s.mean() for s in seeds]))
+    assert pooled.high - pooled.low > 1.5 * (examples_only.high - examples_only.low)
+
+
+def test_learned_against_trivial_is_paired_per_example_and_signed():
+    truth = np.array([[0, 1], [1, 1], [0, 0], [1, 1]] * 25)
+    predicted = {"encoder": {"pred": truth.copy()},                              # every entry right
+                 "majority": {"pred": np.tile([[1, 1]], (100, 1))},             # 3/4 of the entries right
+                 "length": {"pred": 1 - truth}}                                  # every entry wrong
+    rows = {(r["learned"], r["trivial"]): r for r in learned_against_trivial(truth, predicted)}
+    assert set(rows) == {("encoder", "majority"), ("encoder", "length")}
+    assert rows[("encoder", "majority")]["difference"] == pytest.approx(1 - example_agreement(truth, predicted["majority"]["pred"]).mean())
+    assert rows[("encoder", "length")]["difference"] == pytest.approx(1.0)
+    assert rows[("encoder", "majority")]["low"] > 0
 
 
 def test_pool_splits_are_disjoint_and_cover_the_pool():
@@ -130,6 +174,28 @@ def test_layer_units_and_logistic_learn_separable_targets():
     assert (pred[:, :2] == y[:, :2]).mean() > 0.9 and pred[:, 2].tolist() == [1] * 40
 
 
+def _inputs(rows, y, confidence):
+    n = len(rows) // 2
+    empty = torch.zeros(len(rows), 1, 1)
+    data = P.PredictorData(rows[:n], rows[n:], y[:n], y[n:], empty[:n], empty[n:], confidence[:n], confidence[n:])
+    return P.Inputs(None, data, None, torch.zeros(1, 1), y.shape[1], 0, 0)
+
+
+def test_trivial_predictors_read_only_their_one_feature():
+    rows = _rows(200, seed=1)
+    lengths = np.array([len(r["input_ids"]) for r in rows])
+    confidence = np.random.RandomState(2).uniform(0.4, 1.0, size=200)
+    by_length = np.stack([lengths > 6, lengths > 8], axis=1).astype(int)
+    by_confidence = np.stack([confidence > 0.6, confidence > 0.9], axis=1).astype(int)
+    pred, _ = P.predict_length(_inputs(rows, by_length, confidence))
+    assert (pred == by_length[100:]).mean() > 0.9
+    pred, _ = P.predict_confidence(_inputs(rows, by_confidence, confidence))
+    assert (pred == by_confidence[100:]).mean() > 0.9
+    # swapped: length cannot learn the confidence target (near chance on the layer that splits confidence evenly)
+    pred, _ = P.predict_length(_inputs(rows, by_confidence, confidence))
+    assert (pred[:, 0] == by_confidence[100:, 0]).mean() < 0.8
+
+
 def test_mean_embeddings_average_the_tokens():
     vectors = torch.arange(12, dtype=torch.float32).view(6, 2)
     means = P.mean_embeddings([{"input_ids": [1, 3]}, {"input_ids": [5]}], vectors)
@@ -188,14 +254,29 @@ def test_difficulty_model_end_to_end(tmp_path):
     assert splits["pool"] == 160 + 48
     assert splits["a_train"] + splits["a_val"] + splits["part_b"] == splits["pool"]
     assert splits["predictor_train"] + splits["predictor_test"] == splits["part_b"]
-    assert set(saved["predictors"]) == {"encoder", "layer_linear", "bilstm", "mean_embedding_linear", "majority"}
+    assert set(saved["predictors"]) == {"encoder", "layer_linear", "bilstm", "mean_embedding_linear", "majority",
+                                        "length", "confidence"}
+    assert saved["target"] == "stays_correct"
     layers = 4  # tiny backbone
     for item in saved["predictors"].values():
         assert [row["layer"] for row in item["per_layer"]] == list(range(1, layers + 1))
         assert set(item["mean"]) == {"accuracy", "f1_incorrect", "tpr", "tnr", "gmean"}
     assert saved["predictors"]["majority"]["mean_accuracy_gap_vs_majority"] == 0.0
     assert len(saved["correct_rate"]["predictor_test"]) == layers
-    best = saved["primary_predictor"]
-    assert saved["primary"] == saved["predictors"][best]["mean_accuracy_gap_vs_majority"]
+    assert saved["primary_predictor"] == "encoder"  # named before the run, never the best on predictor-test
+    assert saved["primary"] == saved["predictors"]["encoder"]["mean_accuracy_gap_vs_majority"]
+    assert len(saved["against_trivial"]) == 4 * 3 and sum(saved["difficulty_histogram"]) == splits["predictor_test"]
+    examples = np.load(Path(saved["run_dir"]) / "difficulty.npz")
+    assert examples["target"].shape == (splits["predictor_test"], layers)
+    assert examples["target"].tolist() == stays_correct(examples["correct"]).tolist()
+    for name in saved["predictors"]:
+        accuracy = (examples[f"pred_{name}"] == examples["target"]).mean()
+        assert accuracy == pytest.approx(saved["predictors"][name]["mean"]["accuracy"])
     assert saved["multi_exit"]["method"] == "pabee" and saved["config"]["experiment"]["name"] == "difficulty_model"
     assert results["primary"] == saved["primary"]
+
+
+def test_unknown_difficulty_target_is_a_config_error_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="experiment.target=bogus"):
+        _run(tmp_path, "experiment=difficulty_model", "experiment.target=bogus")
+    assert not (tmp_path / "run" / "results.json").exists()

@@ -157,3 +157,35 @@ def pareto_front(points: Mapping[str, Sequence[tuple[float, float]]]) -> list[tu
     flat = [(label, x, y) for label, pts in points.items() for x, y in pts]
     return sorted((p for p in flat if not any(q[1] >= p[1] and q[2] >= p[2] and (q[1] > p[1] or q[2] > p[2])
                                               for q in flat)), key=lambda p: p[1])
+
+
+@dataclass(frozen=True)
+class MeanInterval:
+    """A mean over seeds of per-seed example means, its 95 % interval and the number of seeds."""
+
+    mean: float
+    low: float
+    high: float
+    seeds: int
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+def seeds_and_examples_interval(groups: Sequence[np.ndarray], seed: int = SEED,
+                                resamples: int = RESAMPLES) -> MeanInterval:
+    """Two-level percentile bootstrap of the mean over seeds of each seed's mean over its examples: every draw
+    resamples the seeds with replacement, then each drawn seed's examples (``groups[s]``: one value per example,
+    e.g. a paired difference). One seed: an example bootstrap."""
+    if not groups or any(len(g) == 0 for g in groups):
+        raise ValueError("seeds_and_examples_interval needs at least one seed, each with examples")
+    rng = np.random.default_rng(seed)
+    arrays = [np.asarray(g, dtype=float) for g in groups]
+    draws = np.empty(resamples)
+    picks = rng.integers(0, len(arrays), size=(resamples, len(arrays)))
+    for r in range(resamples):
+        draws[r] = np.mean([arrays[s][rng.integers(0, len(arrays[s]), len(arrays[s]))].mean() for s in picks[r]])
+    tail = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail])
+    return MeanInterval(float(np.mean([a.mean() for a in arrays])), float(low), float(high), len(arrays))

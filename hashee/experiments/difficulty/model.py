@@ -4,10 +4,15 @@
    never touched); it is split, seeded and stratified, into part A and a disjoint part B;
 2. a multi-exit model (``experiment.multi_exit_method``, built through Hydra: ``hashee`` never imports
    ``baselines``) trains on A, its checkpoint selected on a validation carved out of A;
-3. on B, each instance gets a 0/1 vector over layers: "layer i's head predicts correctly";
+3. on B, each instance gets a 0/1 vector over layers. ``experiment.target``: ``stays_correct`` (default)
+   marks the layers from the instance's model-defined difficulty on, the first layer whose head is correct
+   and stays correct at every layer above (``L + 1`` when the last head is wrong); ``correct``: "layer i's
+   head predicts correctly" on its own;
 4. B is split into predictor-train / predictor-test; the predictors of
-   :mod:`hashee.experiments.difficulty.predictors` and the per-layer majority baseline learn the vector on
-   the first and are scored per layer on the second (label 0 = "incorrect" is the positive class).
+   :mod:`hashee.experiments.difficulty.predictors` and the trivial ones (majority, length, the full
+   model's confidence) learn the vector on the first and are scored per layer on the second (label 0 =
+   "incorrect" is the positive class); each learned predictor is compared with each trivial one, paired
+   over the predictor-test examples; the per-example vectors go to ``difficulty.npz`` beside results.json.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from hashee.core.errors import ConfigError
 from hashee.data.classification import TaskDataModule
 from hashee.experiments.difficulty import predictors as P
 from hashee.experiments.difficulty.predictors import BASELINE, PredictorData, run_predictors
-from hashee.experiments.difficulty.scoring import fmt, log_to_wandb, score_predictors, split_positions
+from hashee.experiments.difficulty.scoring import (exit_layers, fmt, learned_against_trivial, log_to_wandb,
+                                                   score_predictors, split_positions, stays_correct)
 from hashee.experiments.steps import build_data, finish_run, instantiate_method, start_run
 from hashee.experiments.training import train
 from hashee.runs.logger import make_logger
@@ -46,6 +52,33 @@ def pool_splits(labels: Sequence[int], exp: Mapping[str, Any]) -> dict[str, list
 def correctness_vectors(layer_logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
     """``[N, L]`` 0/1: whether layer i's head (logits ``[L, N, C]``) predicts the gold label."""
     return (layer_logits.argmax(dim=-1) == labels[None, :]).T.long().numpy()
+
+
+TARGETS = {"stays_correct": stays_correct, "correct": lambda correct: np.asarray(correct).astype(np.int64)}
+
+
+def target_name(exp: Mapping[str, Any]) -> str:
+    """``experiment.target`` (default ``stays_correct``); ConfigError for an unknown one, before any training."""
+    name = str(exp.get("target", "stays_correct"))
+    if name not in TARGETS:
+        raise ConfigError(f"experiment.target={name}: unknown (known: {', '.join(TARGETS)})")
+    return name
+
+
+def top1_probability(layer_logits: torch.Tensor) -> np.ndarray:
+    """``[N]``: the last layer's (the full model's) top-1 softmax probability."""
+    return layer_logits[-1].float().softmax(dim=-1).max(dim=-1).values.numpy()
+
+
+def save_examples(run_dir: Path, positions: Sequence[int], rows: P.Rows, correct: np.ndarray, target: np.ndarray,
+                  confidence: np.ndarray, predicted: Mapping[str, Mapping[str, Any]]) -> None:
+    """The per-example outputs of predictor-test (pool position, label, length, per-layer correctness, target,
+    the full model's confidence, every predictor's 0/1 vector) as ``difficulty.npz``."""
+    np.savez_compressed(
+        run_dir / "difficulty.npz", pool_position=np.asarray(positions), label=np.asarray([r["label"] for r in rows]),
+        length=np.asarray([len(r["input_ids"]) for r in rows]), correct=correct.astype(np.int8),
+        target=target.astype(np.int8), confidence=confidence.astype(np.float32),
+        **{f"pred_{name}": np.asarray(item["pred"]).astype(np.int8) for name, item in predicted.items()})
 
 
 def classification_spec(cfg: DictConfig) -> TaskSpec:
@@ -89,6 +122,7 @@ def run_difficulty_model(cfg: DictConfig, run_dir: Path, fingerprint: str | None
     """Train a multi-exit model on part A, label part B by per-layer correctness, score the predictors."""
     run_dir, exp = Path(run_dir), cfg.experiment
     spec = classification_spec(cfg)
+    target_name(exp)
     results = start_run(cfg, run_dir, fingerprint, experiment=str(cfg.experiment.name))
 
     backbone = load_backbone(cfg.backbone)
@@ -107,33 +141,46 @@ def run_difficulty_model(cfg: DictConfig, run_dir: Path, fingerprint: str | None
     rows = encoded["test"].to_list()
     logits, pooled = layer_outputs(module, rows, int(cfg.data.eval_batch_size), pad_id)
     correct = correctness_vectors(logits, torch.as_tensor([r["label"] for r in rows]))
-    n_train = len(splits["predictor_train"])
-    data = PredictorData(rows[:n_train], rows[n_train:], correct[:n_train], correct[n_train:], pooled[:n_train], pooled[n_train:])
+    target = TARGETS[target_name(exp)](correct)
+    confidence = top1_probability(logits)
+    n = len(splits["predictor_train"])
+    data = PredictorData(rows[:n], rows[n:], target[:n], target[n:], pooled[:n], pooled[n:], confidence[:n], confidence[n:])
 
-    scored = score_predictors(data.y_test, run_predictors(cfg, data, pad_id))
-    best = max((name for name in scored if name != BASELINE), key=lambda n: scored[n]["mean_accuracy_gap_vs_majority"],
-               default=BASELINE)
+    predicted = run_predictors(cfg, data, pad_id)
+    scored = score_predictors(data.y_test, predicted)
+    primary = primary_predictor(exp, scored)
+    save_examples(run_dir, splits["predictor_test"], rows[n:], correct[n:], data.y_test, confidence[n:], predicted)
     results.update(
         splits={"pool": len(pool), **{name: len(idx) for name, idx in splits.items()}, "part_b": len(part_b)},
+        target=target_name(exp),
         correct_rate={"part_b": correct.mean(axis=0).tolist(), "predictor_train": data.y_train.mean(axis=0).tolist(),
                       "predictor_test": data.y_test.mean(axis=0).tolist()},
-        predictors=scored,
-        primary_metric="mean_accuracy_gap_vs_majority", primary_predictor=best,
-        primary=scored[best]["mean_accuracy_gap_vs_majority"],
+        difficulty_histogram=np.bincount(exit_layers(correct[n:]) - 1, minlength=correct.shape[1] + 1).tolist(),
+        predictors=scored, against_trivial=learned_against_trivial(data.y_test, predicted),
+        primary_metric="mean_accuracy_gap_vs_majority", primary_predictor=primary,
+        primary=scored[primary]["mean_accuracy_gap_vs_majority"],
     )
     finish_run(run_dir, results, logger, log=log_to_wandb, show=print_model_table)
     return results
 
 
+def primary_predictor(exp: Mapping[str, Any], scored: Mapping[str, Any]) -> str:
+    """The predictor named before the run (``experiment.primary_predictor``; never the best on predictor-test,
+    which would choose on the split it is scored on); the majority baseline when it did not run."""
+    name = str(exp.get("primary_predictor", "encoder"))
+    return name if name in scored else BASELINE
+
+
 def print_model_table(results: Mapping[str, Any], console: Console | None = None) -> None:
     """Mean over layers of each predictor's metrics, and the per-layer correct rate on predictor-test."""
     table = Table(title=f"{results['task']}: learnability of model-defined difficulty (mean over layers)")
-    for column in ("predictor", "acc", "acc - maj", "F1 wrong", "TPR", "TNR", "gmean"):
+    for column in ("predictor", "acc", "acc - maj", "F1 wrong", "TPR", "TNR", "gmean", "exit exact", "exit |err|"):
         table.add_column(column, justify="left" if column == "predictor" else "right", no_wrap=True)
     for name, item in results["predictors"].items():
-        mean = item["mean"]
+        mean, exit_layer = item["mean"], item.get("exit_layer", {})
         table.add_row(name, fmt(mean["accuracy"]), fmt(item["mean_accuracy_gap_vs_majority"]), fmt(mean["f1_incorrect"]),
-                      fmt(mean["tpr"]), fmt(mean["tnr"]), fmt(mean["gmean"]))
+                      fmt(mean["tpr"]), fmt(mean["tnr"]), fmt(mean["gmean"]), fmt(exit_layer.get("exact")),
+                      fmt(exit_layer.get("mean_abs_error")))
     console = console or Console()
     console.print(table)
     rates = " ".join(f"{r:.2f}" for r in results["correct_rate"]["predictor_test"])

@@ -12,6 +12,11 @@ entry: "humans found it difficult"). Every predictor outputs one logit per entry
 - :func:`fit_predict_logistic`: logistic regression per layer on the mean word embedding;
 - :func:`majority_predictions`: the per-layer majority class of the training targets.
 
+Trivial predictors, against which the learned ones are judged (they always run): the majority class,
+``length`` (logistic regression per layer on the number of tokens) and ``confidence`` (logistic
+regression per layer on the multi-exit model's own top-1 probability at its last layer: what the full
+model knows about an example after running it whole).
+
 :func:`run_predictors` trains the configured ones of a model-defined-difficulty run.
 
 Rows are tokenized examples (``input_ids``, ``token_type_ids``) as in ``TaskDataModule.encoded``.
@@ -203,6 +208,13 @@ def fit_predict_logistic(x_train: np.ndarray, y_train: np.ndarray, x_test: np.nd
     return np.stack(columns, axis=1).astype(np.int64)
 
 
+def standardized(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One scalar feature per row as ``[N, 1]`` columns, centred and scaled by the training rows' statistics."""
+    train, test = np.asarray(train, dtype=float), np.asarray(test, dtype=float)
+    scale = train.std() or 1.0
+    return ((train - train.mean()) / scale)[:, None], ((test - train.mean()) / scale)[:, None]
+
+
 def majority_predictions(y_train: np.ndarray, count: int) -> np.ndarray:
     """Each layer's majority class in ``y_train`` (a tie predicts 1, "correct"), repeated ``count`` times."""
     majority = (y_train.mean(axis=0) >= 0.5).astype(np.int64)
@@ -214,7 +226,8 @@ def majority_predictions(y_train: np.ndarray, count: int) -> np.ndarray:
 
 @dataclass
 class PredictorData:
-    """Part B, split for the predictors: tokenized rows, correctness vectors and frozen [CLS] features."""
+    """Part B, split for the predictors: tokenized rows, target vectors, the multi-exit model's frozen pooled
+    features and its last layer's top-1 probability."""
 
     train_rows: Rows
     test_rows: Rows
@@ -222,6 +235,8 @@ class PredictorData:
     y_test: np.ndarray
     pooled_train: torch.Tensor
     pooled_test: torch.Tensor
+    confidence_train: np.ndarray
+    confidence_test: np.ndarray
 
 
 def fit_and_predict(model: nn.Module, settings: FitSettings, data: PredictorData, pad_id: int) -> tuple[np.ndarray, list[float]]:
@@ -273,14 +288,35 @@ def predict_mean_embedding_linear(i: Inputs) -> Prediction:
                                 max_iter=int(i.exp.logistic.max_iter)), []
 
 
+def predict_length(i: Inputs) -> Prediction:
+    """Trivial: logistic regression per layer on the number of tokens."""
+    lengths = [np.array([len(r["input_ids"]) for r in rows]) for rows in (i.data.train_rows, i.data.test_rows)]
+    train, test = standardized(*lengths)
+    return fit_predict_logistic(train, i.data.y_train, test), []
+
+
+def predict_confidence(i: Inputs) -> Prediction:
+    """Trivial: logistic regression per layer on the full model's own top-1 probability."""
+    train, test = standardized(i.data.confidence_train, i.data.confidence_test)
+    return fit_predict_logistic(train, i.data.y_train, test), []
+
+
+def predict_majority(i: Inputs) -> Prediction:
+    """Trivial: each layer's majority class."""
+    return majority_predictions(i.data.y_train, len(i.data.y_test)), []
+
+
 PREDICT: dict[str, Callable[[Inputs], Prediction]] = {
     "encoder": predict_encoder, "layer_linear": predict_layer_linear, "bilstm": predict_bilstm,
     "mean_embedding_linear": predict_mean_embedding_linear,
 }
+PREDICT_TRIVIAL: dict[str, Callable[[Inputs], Prediction]] = {
+    BASELINE: predict_majority, "length": predict_length, "confidence": predict_confidence,
+}
 
 
 def run_predictors(cfg: DictConfig, data: PredictorData, pad_id: int) -> dict[str, dict[str, Any]]:
-    """Train every configured predictor (and the majority baseline); 0/1 predictions on predictor-test and losses."""
+    """Train every configured predictor and the trivial ones; 0/1 predictions on predictor-test and losses."""
     exp, seed = cfg.experiment, int(cfg.experiment.seed)
     unknown = set(exp.predictors) - set(PREDICT)
     if unknown:
@@ -294,5 +330,7 @@ def run_predictors(cfg: DictConfig, data: PredictorData, pad_id: int) -> dict[st
         log.info("difficulty: training predictor %s", name)
         pred, loss = PREDICT[name](inputs)
         out[name] = {"pred": pred, "train_loss": loss}
-    out[BASELINE] = {"pred": majority_predictions(data.y_train, len(data.y_test)), "train_loss": []}
+    for name, predict in PREDICT_TRIVIAL.items():
+        pred, loss = predict(inputs)
+        out[name] = {"pred": pred, "train_loss": loss}
     return out

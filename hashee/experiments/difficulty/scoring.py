@@ -1,5 +1,6 @@
 """Scoring difficulty predictions: binary metrics per layer with "incorrect" as the positive class, their
-mean over layers, the gap to the majority baseline; the seeded stratified splits; W&B tables."""
+mean over layers, the gap to the majority baseline, the exit layer each vector implies, each learned predictor
+against each trivial one with a paired bootstrap interval; the seeded stratified splits; W&B tables."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from hashee.core.errors import ConfigError
-from hashee.experiments.difficulty.predictors import BASELINE
+from hashee.core.stats import seeds_and_examples_interval
+from hashee.experiments.difficulty.predictors import BASELINE, PREDICT_TRIVIAL
 from hashee.tasks.splits import split_indices
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,42 @@ def mean_over_layers(table: Sequence[Mapping[str, Any]]) -> dict[str, float | No
     return means
 
 
+def stays_correct(correct: np.ndarray) -> np.ndarray:
+    """``[N, L]`` 0/1: 1 from the first layer whose entry is 1 at it and at every layer above it."""
+    correct = np.asarray(correct).astype(np.int64)
+    return np.flip(np.cumprod(np.flip(correct, axis=1), axis=1), axis=1).copy()
+
+
+def exit_layers(vectors: np.ndarray) -> np.ndarray:
+    """The 1-based layer from which a 0/1 vector ``[N, L]`` stays 1 to the last layer (``L + 1``: it ends in 0)."""
+    return np.asarray(vectors).shape[1] + 1 - stays_correct(vectors).sum(axis=1)
+
+
+def example_agreement(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Per example, the share of layers whose entry is predicted right (its mean is the mean per-layer accuracy)."""
+    return (np.asarray(truth) == np.asarray(pred)).mean(axis=1)
+
+
+def exit_layer_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """How well the exit layer implied by the predicted vectors matches the true one: exact share, mean |error|."""
+    true_exit, predicted_exit = exit_layers(truth), exit_layers(pred)
+    return {"exact": float((true_exit == predicted_exit).mean()),
+            "mean_abs_error": float(np.abs(true_exit - predicted_exit).mean())}
+
+
+def learned_against_trivial(truth: np.ndarray, predicted: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each learned predictor minus each trivial one in mean per-layer accuracy, paired over the examples, with its
+    95 % example-bootstrap interval (the study's report pools seeds with the same statistic)."""
+    rows = []
+    for learned in (name for name in predicted if name not in PREDICT_TRIVIAL):
+        for trivial in (name for name in PREDICT_TRIVIAL if name in predicted):
+            gap = example_agreement(truth, predicted[learned]["pred"]) - example_agreement(truth, predicted[trivial]["pred"])
+            interval = seeds_and_examples_interval([gap])
+            rows.append({"learned": learned, "trivial": trivial, "difference": interval.mean, "low": interval.low,
+                         "high": interval.high})
+    return rows
+
+
 def split_positions(labels: Sequence[int], indices: Sequence[int], size: float, seed: int) -> tuple[list[int], list[int]]:
     """Seeded, stratified ``(kept, held)`` split of ``indices`` (held: a fraction, or a count if >= 1)."""
     if len(indices) < 2:
@@ -63,7 +101,8 @@ def score_predictors(y_test: np.ndarray, predicted: Mapping[str, Mapping[str, An
     scored = {}
     for name, item in predicted.items():
         table = layer_table(y_test, item["pred"])
-        scored[name] = {"per_layer": table, "mean": mean_over_layers(table), "train_loss": item["train_loss"]}
+        scored[name] = {"per_layer": table, "mean": mean_over_layers(table), "exit_layer": exit_layer_scores(y_test, item["pred"]),
+                        "train_loss": item["train_loss"]}
     majority = scored[BASELINE]["mean"]["accuracy"]
     for item in scored.values():
         item["mean_accuracy_gap_vs_majority"] = item["mean"]["accuracy"] - majority
