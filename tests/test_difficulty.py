@@ -280,3 +280,36 @@ def test_unknown_difficulty_target_is_a_config_error_before_training(tmp_path):
     with pytest.raises(ConfigError, match="experiment.target=bogus"):
         _run(tmp_path, "experiment=difficulty_model", "experiment.target=bogus")
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+def _difficulty_run(folder: Path, seed: int, target: np.ndarray, preds: dict) -> None:
+    folder.mkdir(parents=True)
+    np.savez_compressed(folder / "difficulty.npz", target=target, **{f"pred_{n}": p for n, p in preds.items()})
+    scored = {n: {"exit_layer": exit_layer_scores(target, p)} for n, p in preds.items()}
+    (folder / "results.json").write_text(json.dumps({
+        "experiment": "difficulty_model", "status": "complete", "task": "sst2", "seed": seed, "predictors": scored,
+        "primary_predictor": "encoder", "splits": {"predictor_test": len(target)},
+        "difficulty_histogram": np.bincount(exit_layers(target) - 1, minlength=target.shape[1] + 1).tolist()}))
+
+
+def test_difficulty_report_states_claim_a_per_task_from_the_per_example_outputs(tmp_path):
+    from hashee.reports import difficulty
+    from hashee.reports.docs import render
+
+    rng = np.random.default_rng(0)
+    for seed in (0, 1):
+        target = stays_correct(rng.integers(0, 2, size=(300, 3)))
+        near = np.where(rng.random(target.shape) < 0.05, 1 - target, target)  # 95 % of the entries right
+        _difficulty_run(tmp_path / "study" / f"seed={seed}", seed, target, {
+            "encoder": near, "majority": np.tile((target.mean(axis=0) >= 0.5).astype(int), (300, 1)),
+            "length": 1 - target, "confidence": near})
+    study = tmp_path / "study"
+    assert difficulty.is_study(study) and not difficulty.is_study(tmp_path / "missing")
+    table = difficulty.task_tables(difficulty.difficulty_runs(study))["sst2"]
+    rows = {(c["learned"], c["trivial"]): c["interval"] for c in table["comparisons"]}
+    assert rows[("encoder", "majority")].low > 0 and rows[("encoder", "length")].low > 0
+    assert rows[("encoder", "confidence")].mean == 0.0 and not rows[("encoder", "confidence")].excludes_zero
+    text = render(study, "difficulty")
+    assert "- sst2 (2 seeds): the learned encoder predictor does not beat every trivial predictor " \
+           "(beats majority, length; ties confidence): claim (a) holds here." in text
+    assert "| encoder | length |" in text and "learned better" in text

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_sections(load_rows(args.sweep_dir, targets)[0]).get(args.markdown, ""))
         return 0
     report = build_report(args.sweep_dir, args.out or args.sweep_dir / "report", targets)
-    print(markdown_table(report["table"]))
+    print(markdown_table(report["table"]) if report["table"] else (Path(report["out"]) / "report.md").read_text())
     print(f"report: {Path(report['out']) / 'report.md'} ({len(report['images'])} plots)")
     online = args.online and os.environ.get("WANDB_MODE", "").strip().lower() not in OFFLINE_MODES
     if args.wandb or args.wandb_report:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from hashee.reports import diagnostics as report_diagnostics
+from hashee.reports import difficulty as report_difficulty
 from hashee.reports import equal_speedup as report_equal
 from hashee.reports import family as report_family
 from hashee.reports import statistics as report_stats
@@ -56,8 +57,22 @@ def markdown_sections(rows: list[dict[str, Any]]) -> dict[str, str]:
             "heads": report_diagnostics.markdown_section(heads) if heads else ""}
 
 
+def difficulty_report(sweep_dir: Path, out: Path) -> dict[str, Any]:
+    """A study of difficulty runs: its report is the claim (a) section (:mod:`hashee.reports.difficulty`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"hashee-bench report: {sweep_dir.name}"
+    text = f"# {title}\n\n## Learnability of model-defined difficulty\n\n{report_difficulty.markdown(sweep_dir)}"
+    (out / "report.md").write_text(text)
+    (out / "report.html").write_text(html_page(title, text, out))
+    return {"out": str(out), "table": [], "code_note": None, "images": [], "statuses": {"complete": len(
+        report_difficulty.difficulty_runs(sweep_dir))}, "rows": [], "statistics": {}, "equal_speedup": {},
+        "families": [], "exit_heads": []}
+
+
 def build_report(sweep_dir: Path, out: Path, curve_targets: Iterable[float] = CURVE_TARGETS) -> dict[str, Any]:
     """Write the report files; return what was written and the run counts."""
+    if report_difficulty.is_study(sweep_dir):
+        return difficulty_report(sweep_dir, out)
     rows, statuses = load_rows(sweep_dir, curve_targets)
     out.mkdir(parents=True, exist_ok=True)
     table = aggregate(rows)

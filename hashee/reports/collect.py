@@ -82,6 +82,8 @@ def collect_runs(sweep_dir: Path, curve_targets: Iterable[float] = ()) -> tuple[
         except (OSError, json.JSONDecodeError):
             statuses["unreadable"] += 1
             continue
+        if results.get("experiment"):  # not a method's run (the difficulty experiments: hashee.reports.difficulty)
+            continue
         statuses[results.get("status", "unknown")] += 1
         if results.get("status") != "complete":
             continue

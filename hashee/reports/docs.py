@@ -8,7 +8,8 @@ repository root: the nearest folder above the docs file that holds ``pyproject.t
     <!-- /hashee-report -->
 
 The study may also be one record file: a ``hashee-timing`` record (section ``timing``) or a ``hashee-scaling`` one
-(section ``scaling``), e.g. ``<!-- hashee-report results/timing/ceiling.json scaling -->``.
+(section ``scaling``), e.g. ``<!-- hashee-report results/timing/ceiling.json scaling -->``; a folder of
+``experiment=difficulty_model`` runs gives ``difficulty``.
 
 ``--docs`` rewrites every block from the committed runs; ``--check`` only compares and names every block that
 differs (``make docs-check`` and a test run it), so a typed or stale figure cannot stay in the docs.
@@ -30,7 +31,7 @@ def _sections(study: Path) -> dict[str, str]:
     ``hashee-scaling`` record (its ``scaling.json``, under any name) gives ``scaling``."""
     import json
 
-    from hashee.reports import scaling, timing
+    from hashee.reports import difficulty, scaling, timing
     from hashee.reports.build import load_rows, markdown_sections
 
     if study.is_file():
@@ -38,6 +39,8 @@ def _sections(study: Path) -> dict[str, str]:
         if "scenarios" in record:
             return {"timing": timing.markdown(record)}
         return {"scaling": scaling.markdown(record["rows"])}
+    if difficulty.is_study(study):
+        return {"difficulty": difficulty.markdown(study)}
     return markdown_sections(load_rows(study)[0])
 
 

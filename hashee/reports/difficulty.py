@@ -1,0 +1,125 @@
+"""What a study of ``experiment=difficulty_model`` runs says about the paper's claim (a), "models predict instance
+difficulty poorly" (docs/methods.md section 5), per task, from the committed per-example outputs.
+
+Each run (one seed) leaves ``difficulty.npz``: on its predictor-test examples, the target vector of every
+example and every predictor's 0/1 prediction of it. A predictor's score per example is the share of layers it
+gets right (its mean is the mean per-layer accuracy). Each learned predictor is compared with each trivial one
+(majority, length, the full model's confidence): the per-example difference, pooled over seeds by a two-level
+bootstrap (seeds, then each seed's examples; :func:`hashee.core.stats.seeds_and_examples_interval`). Every seed
+draws its own predictor-test examples, so pairs never cross seeds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hashee.core.stats import MeanInterval, seeds_and_examples_interval
+from hashee.experiments.difficulty.predictors import PREDICT_TRIVIAL
+
+EXPERIMENT = "difficulty_model"
+
+
+def difficulty_runs(study: Path) -> list[dict[str, Any]]:
+    """The complete model-defined-difficulty runs under ``study`` (their results.json, run_dir set to the folder)."""
+    runs = []
+    for path in sorted(Path(study).rglob("results.json")):
+        results = json.loads(path.read_text())
+        if results.get("experiment") == EXPERIMENT and results.get("status") == "complete":
+            runs.append({**results, "run_dir": str(path.parent)})
+    return runs
+
+
+def is_study(study: Path) -> bool:
+    """Whether ``study`` is a folder that holds difficulty runs."""
+    return Path(study).is_dir() and bool(difficulty_runs(study))
+
+
+def agreement(run: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Per predictor, the share of layers it predicts right on each predictor-test example of one run."""
+    outputs = np.load(Path(run["run_dir"]) / "difficulty.npz")
+    target = outputs["target"]
+    return {name: (outputs[f"pred_{name}"] == target).mean(axis=1) for name in run["predictors"]}
+
+
+def verdict(interval: MeanInterval) -> str:
+    if interval.low > 0:
+        return "learned better"
+    if interval.high < 0:
+        return "learned worse"
+    return "tie"
+
+
+def task_tables(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per task: the seeds, each predictor's mean per-layer accuracy and exit-layer exact share (mean over seeds),
+    the share of examples at each model-defined difficulty, and every learned-minus-trivial comparison."""
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        by_task[run["task"]].append(run)
+    tables = {}
+    for task, task_runs in sorted(by_task.items()):
+        task_runs.sort(key=lambda r: r["seed"])
+        scores = [agreement(run) for run in task_runs]
+        names = [n for n in task_runs[0]["predictors"] if all(n in s for s in scores)]
+        learned = [n for n in names if n not in PREDICT_TRIVIAL]
+        trivial = [n for n in PREDICT_TRIVIAL if n in names]
+        histogram = np.sum([run["difficulty_histogram"] for run in task_runs], axis=0)
+        tables[task] = {
+            "seeds": [run["seed"] for run in task_runs], "primary": task_runs[0]["primary_predictor"],
+            "examples": [int(run["splits"]["predictor_test"]) for run in task_runs],
+            "accuracy": {n: float(np.mean([s[n].mean() for s in scores])) for n in names},
+            "exit_exact": {n: float(np.mean([run["predictors"][n]["exit_layer"]["exact"] for run in task_runs]))
+                           for n in names},
+            "difficulty_share": (histogram / histogram.sum()).tolist(),
+            "comparisons": [{"learned": a, "trivial": b,
+                             "interval": seeds_and_examples_interval([s[a] - s[b] for s in scores])}
+                            for a in learned for b in trivial],
+        }
+    return tables
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+.2f}"
+
+
+def claim_line(task: str, table: dict[str, Any]) -> str:
+    """One sentence per task: does the predictor named before the runs beat every trivial one at 95 %? (Claim (a)
+    holds on the task when it does not.)"""
+    primary = table["primary"]
+    rows = [c for c in table["comparisons"] if c["learned"] == primary]
+    groups = {"beats": [c["trivial"] for c in rows if c["interval"].low > 0],
+              "loses to": [c["trivial"] for c in rows if c["interval"].high < 0]}
+    groups["ties"] = [c["trivial"] for c in rows if c["trivial"] not in groups["beats"] + groups["loses to"]]
+    against = "; ".join(f"{verb} {', '.join(names)}" for verb, names in groups.items() if names)
+    seeds = len(table["seeds"])
+    head = f"- {task} ({seeds} seed{'s' if seeds != 1 else ''}): the learned {primary} predictor"
+    if rows and len(groups["beats"]) == len(rows):
+        return f"{head} beats every trivial predictor at 95 % ({against}): claim (a) does **not** hold here."
+    return f"{head} does not beat every trivial predictor ({against}): claim (a) holds here."
+
+
+def markdown(study: Path) -> str:
+    """The study's tables: per task, the predictors' scores and each learned-minus-trivial difference."""
+    tables = task_tables(difficulty_runs(study))
+    lines = ["Claim (a), per task (predictor named before the runs; mean per-layer accuracy on predictor-test, "
+             "learned minus trivial, 95 % over seeds and examples):", ""]
+    lines += [claim_line(task, table) for task, table in tables.items()]
+    for task, table in tables.items():
+        names = list(table["accuracy"])
+        shares = " / ".join(f"{100 * s:.0f}" for s in table["difficulty_share"])
+        lines += ["", f"**{task}**: seeds {', '.join(map(str, table['seeds']))}; predictor-test examples per seed "
+                  f"{', '.join(map(str, table['examples']))}; share of examples (%) whose prediction stays correct from "
+                  f"layer 1 / 2 / ... / never: {shares}", "",
+                  "| predictor | kind | mean per-layer accuracy | exit layer exact |", "|---|---|---:|---:|"]
+        lines += [f"| {n} | {'trivial' if n in PREDICT_TRIVIAL else 'learned'} | {table['accuracy'][n]:.4f} | "
+                  f"{table['exit_exact'][n]:.4f} |" for n in names]
+        lines += ["", "| learned | trivial | learned minus trivial, points [95 %] | verdict |", "|---|---|---|---|"]
+        for c in table["comparisons"]:
+            i = c["interval"]
+            lines.append(f"| {c['learned']} | {c['trivial']} | {_points(i.mean)} [{_points(i.low)}, {_points(i.high)}] "
+                         f"| {verdict(i)} |")
+    return "\n".join(lines) + "\n"
