@@ -286,8 +286,10 @@ def _difficulty_run(folder: Path, seed: int, target: np.ndarray, preds: dict) ->
     folder.mkdir(parents=True)
     np.savez_compressed(folder / "difficulty.npz", target=target, **{f"pred_{n}": p for n, p in preds.items()})
     scored = {n: {"exit_layer": exit_layer_scores(target, p)} for n, p in preds.items()}
+    against = [{"learned": "encoder", "trivial": n} for n in ("majority", "length", "confidence")]
     (folder / "results.json").write_text(json.dumps({
         "experiment": "difficulty_model", "status": "complete", "task": "sst2", "seed": seed, "predictors": scored,
+        "against_trivial": against,
         "primary_predictor": "encoder", "splits": {"predictor_test": len(target)},
         "difficulty_histogram": np.bincount(exit_layers(target) - 1, minlength=target.shape[1] + 1).tolist()}))
 

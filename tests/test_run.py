@@ -74,14 +74,15 @@ def test_hashee_run_reports_speedup_and_hash(run_tiny, tmp_path):
 
 def test_regression_task_runs_end_to_end(run_tiny):
     """STS-B end to end: both correlations reported, and finite. Mutation caught: a regressor whose predictions
-    collapse to a constant (e.g. ``preds = preds * 0`` in ``compute_metrics``' regression case): torchmetrics then
-    gives NaN correlations, which the metric names alone never noticed."""
+    collapse to a constant (e.g. ``preds = preds * 0`` in ``compute_metrics``' regression case): its correlations
+    are then exactly 0 (hashee.core.metrics), which the metric names alone never noticed."""
     fixtures = Path(__file__).parent / "fixtures" / "glue"
     results = run_tiny("task=stsb", f"data.glue_dir={fixtures}", "data.val_size=0.2", "data.train_limit=null",
                        "data.test_limit=null")
     assert {"pearson", "spearman"} <= set(results["metrics"]) and results["primary_metric"] == "spearman"
-    # a regressor that collapsed to a constant has NaN correlations (torchmetrics): the names alone would pass
+    # a regressor that collapsed to a constant has correlations of exactly 0: the names alone would pass
     _assert_finite(results["metrics"])
+    assert results["metrics"]["pearson"] != 0.0 and results["metrics"]["spearman"] != 0.0
     _assert_finite(results["val_metrics"])
     assert math.isfinite(results["primary"]) and math.isfinite(results["val_primary"])
     assert all(math.isfinite(bound) for bound in results["primary_ci95"])

@@ -196,7 +196,8 @@ def verify(module: Any, datamodule: Any, spec: TaskSpec, saved: Mapping[str, Any
     speedup = test["flops_full"] / test["flops"]
     primary = compute_metrics(spec, test["logits"], test["labels"])[spec.primary_metric]
     recorded = float(saved["cost"]["flops_speedup"])
-    same_primary = primary == saved["primary"] or math.isclose(primary, saved["primary"], rel_tol=1e-9)
+    # 1e-6: runs recorded before the metrics had one definition (hashee.core.metrics) computed some in float32
+    same_primary = primary == saved["primary"] or math.isclose(primary, saved["primary"], rel_tol=1e-6)
     return {"flops_speedup_recorded": recorded, "flops_speedup_reloaded": speedup, "primary_reloaded": primary,
             "verified": math.isclose(speedup, recorded, rel_tol=1e-12) and same_primary}
 

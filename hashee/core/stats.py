@@ -10,8 +10,8 @@ the reported split) and resamples *examples*, seeded, with ``scipy.stats.bootstr
   by linear interpolation; its interval resamples the examples under every point of both curves.
 - :func:`seed_interval`: the t interval of a mean over seeds.
 
-Metrics are NumPy/SciPy versions of :mod:`hashee.tasks.metrics` (same definitions: binary F1 of class 1,
-Matthews, Pearson, Spearman, and their means) so that thousands of resamples stay fast.
+Metrics are :mod:`hashee.core.metrics`' (the definitions the runs record), NumPy functions fast enough for
+thousands of resamples.
 """
 
 from __future__ import annotations
@@ -22,45 +22,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
-from sklearn.metrics import matthews_corrcoef
+
+from hashee.core.metrics import metric
 
 CONFIDENCE = 0.95
 RESAMPLES = 1000
 SEED = 0
-
-
-def _correlation(kind: str) -> Callable[[np.ndarray, np.ndarray], float]:
-    def value(labels: np.ndarray, predicted: np.ndarray) -> float:
-        if np.ptp(predicted) == 0 or np.ptp(labels) == 0:
-            return 0.0  # a constant has no correlation (torchmetrics would give NaN)
-        fn = stats.pearsonr if kind == "pearson" else stats.spearmanr
-        return float(fn(labels, predicted)[0])
-    return value
-
-
-def _binary_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
-    """F1 of class 1 (0 when there is no true or predicted positive), as torchmetrics' binary_f1_score."""
-    true_pos = float(np.sum((predicted == 1) & (labels == 1)))
-    wrong = float(np.sum(predicted != labels))
-    return 2 * true_pos / (2 * true_pos + wrong) if true_pos else 0.0
-
-
-METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "accuracy": lambda y, p: float(np.mean(y == p)),
-    "f1": _binary_f1,
-    "matthews": lambda y, p: float(matthews_corrcoef(y, p)),
-    "pearson": _correlation("pearson"),
-    "spearman": _correlation("spearman"),
-}
-METRICS["acc_and_f1"] = lambda y, p: (METRICS["accuracy"](y, p) + METRICS["f1"](y, p)) / 2
-METRICS["pearson_spearman"] = lambda y, p: (METRICS["pearson"](y, p) + METRICS["spearman"](y, p)) / 2
-
-
-def metric(name: str, labels: np.ndarray, predicted: np.ndarray) -> float:
-    """The task metric ``name`` of predictions against labels."""
-    if name not in METRICS:
-        raise ValueError(f"no statistics for metric {name!r}; known: {', '.join(METRICS)}")
-    return METRICS[name](labels, predicted)
 
 
 def load_in_split_order(path: str, keys: Sequence[str]) -> list[np.ndarray]:

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from hashee.core.stats import MeanInterval, seeds_and_examples_interval
-from hashee.experiments.difficulty.predictors import PREDICT_TRIVIAL
 
 EXPERIMENT = "difficulty_model"
 
@@ -46,6 +45,12 @@ def agreement(run: dict[str, Any]) -> dict[str, np.ndarray]:
     return {name: (outputs[f"pred_{name}"] == target).mean(axis=1) for name in run["predictors"]}
 
 
+def trivial_predictors(run: dict[str, Any], names: list[str]) -> list[str]:
+    """The predictors the run compared the learned ones with (its ``against_trivial`` rows), in its order."""
+    named = {row["trivial"] for row in run["against_trivial"]}
+    return [n for n in names if n in named]
+
+
 def verdict(interval: MeanInterval) -> str:
     if interval.low > 0:
         return "learned better"
@@ -65,11 +70,11 @@ def task_tables(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         task_runs.sort(key=lambda r: r["seed"])
         scores = [agreement(run) for run in task_runs]
         names = [n for n in task_runs[0]["predictors"] if all(n in s for s in scores)]
-        learned = [n for n in names if n not in PREDICT_TRIVIAL]
-        trivial = [n for n in PREDICT_TRIVIAL if n in names]
+        trivial = trivial_predictors(task_runs[0], names)
+        learned = [n for n in names if n not in trivial]
         histogram = np.sum([run["difficulty_histogram"] for run in task_runs], axis=0)
         tables[task] = {
-            "seeds": [run["seed"] for run in task_runs], "primary": task_runs[0]["primary_predictor"],
+            "seeds": [run["seed"] for run in task_runs], "primary": task_runs[0]["primary_predictor"], "trivial": trivial,
             "examples": [int(run["splits"]["predictor_test"]) for run in task_runs],
             "accuracy": {n: float(np.mean([s[n].mean() for s in scores])) for n in names},
             "exit_exact": {n: float(np.mean([run["predictors"][n]["exit_layer"]["exact"] for run in task_runs]))
@@ -115,7 +120,7 @@ def markdown(study: Path) -> str:
                   f"{', '.join(map(str, table['examples']))}; share of examples (%) whose prediction stays correct from "
                   f"layer 1 / 2 / ... / never: {shares}", "",
                   "| predictor | kind | mean per-layer accuracy | exit layer exact |", "|---|---|---:|---:|"]
-        lines += [f"| {n} | {'trivial' if n in PREDICT_TRIVIAL else 'learned'} | {table['accuracy'][n]:.4f} | "
+        lines += [f"| {n} | {'trivial' if n in table['trivial'] else 'learned'} | {table['accuracy'][n]:.4f} | "
                   f"{table['exit_exact'][n]:.4f} |" for n in names]
         lines += ["", "| learned | trivial | learned minus trivial, points [95 %] | verdict |", "|---|---|---|---|"]
         for c in table["comparisons"]:
