@@ -30,12 +30,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from hashee.cli.sweep import record_job
+from hashee.cli.sweep import JobOutcome, record_job
 from hashee.core.errors import HasheeError
 from hashee.runs.identity import config_fingerprint, reusable
 from hashee.runs.lock import describe_holder, holder, job_lock
 from hashee.runs.recipe import check_recipe
-from hashee.runs.results import Interrupted, read_results, write_results
+from hashee.runs.results import Interrupted, RunStatus, read_results, write_results
 from hashee.runs.schema import check_config, store_schemas
 
 log = logging.getLogger("hashee")
@@ -48,7 +48,7 @@ def record(sweep_dir: Path | None, entry: dict) -> None:
         record_job(sweep_dir, entry)
 
 
-def end_run(run_dir: Path, status: str, message: str) -> None:
+def end_run(run_dir: Path, status: RunStatus, message: str) -> None:
     """Record how a run ended (``failed`` or ``interrupted``) in results.json, keeping what was written."""
     results = read_results(run_dir) or {"run_dir": str(run_dir)}
     results["error"] = message
@@ -57,7 +57,7 @@ def end_run(run_dir: Path, status: str, message: str) -> None:
 
 def fail(run_dir: Path, message: str) -> None:
     """Record a failed run in results.json (keeping what was written) and print one line."""
-    end_run(run_dir, "failed", message)
+    end_run(run_dir, RunStatus.FAILED, message)
     print(f"error: {message}", file=sys.stderr)
 
 
@@ -126,7 +126,7 @@ def app(cfg: DictConfig) -> float | None:
     fingerprint = config_fingerprint(cfg)
     finished = finished_results(cfg, run_dir, fingerprint, job["job"])
     if finished is not None:
-        record(sweep_dir, {**job, "status": "skipped"})
+        record(sweep_dir, {**job, "status": JobOutcome.SKIPPED})
         return sweeper_objective(finished)
     if not multirun:
         return run_job(cfg, run_dir, fingerprint, job, sweep_dir)
@@ -134,11 +134,11 @@ def app(cfg: DictConfig) -> float | None:
         if lock is None:  # another process (a second sweep on this directory) runs this job now
             where = describe_holder(holder(run_dir))
             print(f"[sweep] {job['job']}: running elsewhere ({where}), skipped here", flush=True)
-            record(sweep_dir, {**job, "status": "elsewhere", "holder": where})
+            record(sweep_dir, {**job, "status": JobOutcome.ELSEWHERE, "holder": where})
             return None
         finished = finished_results(cfg, run_dir, fingerprint, job["job"], quiet=True)  # finished while we waited
         if finished is not None:
-            record(sweep_dir, {**job, "status": "skipped"})
+            record(sweep_dir, {**job, "status": JobOutcome.SKIPPED})
             return sweeper_objective(finished)
         return run_job(cfg, run_dir, fingerprint, job, sweep_dir)
 
@@ -179,30 +179,30 @@ def run_job(cfg: DictConfig, run_dir: Path, fingerprint: str, job: dict, sweep_d
         fail(run_dir, str(exc))
         if not multirun:
             sys.exit(2)
-        record(sweep_dir, {**job, "status": "failed", "error": str(exc)})
+        record(sweep_dir, {**job, "status": JobOutcome.FAILED, "error": str(exc)})
         return None
     except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM (Interrupted): this run and the sweep stop
         stopped = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
-        end_run(run_dir, "interrupted", str(stopped))
-        record(sweep_dir, {**job, "status": "interrupted", "error": str(stopped)})
+        end_run(run_dir, RunStatus.INTERRUPTED, str(stopped))
+        record(sweep_dir, {**job, "status": JobOutcome.INTERRUPTED, "error": str(stopped)})
         print(f"{run_dir}: {stopped}", file=sys.stderr)
         sys.exit(stopped.exit_code)
     except SystemExit as exc:  # an exit from inside the run (not ours: those come after the run)
         if exc.code not in (0, None):
-            end_run(run_dir, "failed", f"exited with status {exc.code}")
+            end_run(run_dir, RunStatus.FAILED, f"exited with status {exc.code}")
         raise
     except Exception as exc:  # noqa: BLE001 - in a sweep one failing job never stops the others
         line = one_line(exc)
         if not multirun:
-            end_run(run_dir, "failed", line)
+            end_run(run_dir, RunStatus.FAILED, line)
             raise
         log.error("job %s failed:\n%s", job["job"], traceback.format_exc())
         fail(run_dir, line)
-        record(sweep_dir, {**job, "status": "failed", "error": line})
+        record(sweep_dir, {**job, "status": JobOutcome.FAILED, "error": line})
         return None
     if "primary" not in results:  # DDP, a rank other than 0: it only trained (rank 0 evaluates)
         return None
-    record(sweep_dir, {**job, "status": "ran"})
+    record(sweep_dir, {**job, "status": JobOutcome.RAN})
     return sweeper_objective(results)
 
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import os
@@ -33,7 +34,19 @@ from hashee.runs.recipe import write_tuned_recipe
 SWEEP_LOG = "sweep_log.jsonl"
 SWEEP_STARTS = ".sweeps"  # one file per sweep process: when it started and how many jobs it has
 SWEEP_ID_ENV = "HASHEE_SWEEP_ID"  # set by the sweep process; its jobs (launchers' workers included) inherit it
-STATUSES = ("ran", "skipped", "failed", "elsewhere")
+
+
+class JobOutcome(enum.StrEnum):
+    """How a sweep job ended, as the sweep log records it."""
+
+    RAN = "ran"
+    SKIPPED = "skipped"  # its results.json was complete for the same configuration (and code)
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    ELSEWHERE = "elsewhere"  # another process holds its lock
+
+
+COUNTED = (JobOutcome.RAN, JobOutcome.SKIPPED, JobOutcome.FAILED, JobOutcome.ELSEWHERE)  # the sweep's summary line
 CHECKED_GROUPS = ("task", "method", "hash", "backbone", "trainer", "callbacks", "logger", "experiment", "demo")
 
 
@@ -69,7 +82,7 @@ def sweep_start(sweep_dir: Path, sweep: str | None) -> dict[str, Any]:
 
 def count_outcomes(entries: list[dict[str, Any]]) -> dict[str, int]:
     """How many jobs ran, were skipped, failed or ran elsewhere (another process held their lock)."""
-    return {status: sum(e.get("status") == status for e in entries) for status in STATUSES}
+    return {status: sum(e.get("status") == status for e in entries) for status in COUNTED}
 
 
 def job_count(values: dict[str, list[Any]]) -> int | None:
@@ -86,7 +99,7 @@ def progress_line(job: int, total: int | None, entries: list[dict[str, Any]], no
     done = len(entries)
     line = f"job {job}/{total if total else '?'} starting; {done} done in {_minutes(now - start)}"
     times = [start] + [e["time"] for e in entries]
-    timed = [end - begin for begin, end, e in zip(times, times[1:], entries) if e.get("status") == "ran"]
+    timed = [end - begin for begin, end, e in zip(times, times[1:], entries) if e.get("status") == JobOutcome.RAN]
     if total and timed:
         line += f"; about {_minutes(sum(timed) / len(timed) * max(0, total - done))} left"
     return line
@@ -235,7 +248,7 @@ class SweepCallback(Callback):
         line = f"sweep {sweep_dir}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed"
         print(line + (f", {counts['elsewhere']} running elsewhere" if counts["elsewhere"] else ""))
         for entry in entries:
-            if entry["status"] == "failed":
+            if entry["status"] == JobOutcome.FAILED:
                 print(f"  failed {entry.get('job')}: {entry.get('error')}")
         if config.get("report_at_end"):
             print_report(sweep_dir)

@@ -47,7 +47,7 @@ from hashee.methods.registry import MethodContract, contract_of
 from hashee.reports.timing import (PERCENTILES, equal_quality_winners, equal_time_winners, head_to_head, markdown,
                                    pareto_front, plot_entry, verdict)
 from hashee.runs.identity import code_version, method_label, requested_target
-from hashee.runs.results import RESULTS_FILE
+from hashee.runs.results import RESULTS_FILE, is_complete
 from hashee.tasks.kinds import task_kind
 from hashee.tasks.metrics import compute_metrics
 from hashee.tasks.spec import TaskSpec
@@ -145,7 +145,7 @@ def finished_runs(sweep_dir: Path) -> tuple[list[Path], list[dict[str, str]]]:
             saved = json.loads(path.read_text())
         except json.JSONDecodeError:  # being written: not finished
             continue
-        if saved.get("status") != "complete":
+        if not is_complete(saved):
             continue
         if saved.get("experiment") or task_kind(saved["config"]["task"]) != "classification":
             skipped.append({"run": os.path.relpath(path.parent, sweep_dir), "reason": "not a classification run"})

@@ -20,7 +20,7 @@ from hashee.methods.registry import contract_for
 from hashee.runs.identity import code_version, config_fingerprint
 from hashee.runs.logger import log_summary
 from hashee.runs.recipe import describe, used_recipe
-from hashee.runs.results import package_versions, write_results
+from hashee.runs.results import RunStatus, package_versions, write_results
 from hashee.runs.summary import print_summary
 from hashee.tasks.spec import TaskSpec
 
@@ -76,7 +76,7 @@ def start_run(cfg: DictConfig, run_dir: Path, fingerprint: str | None, experimen
                    config=OmegaConf.to_container(cfg, resolve=True), versions=package_versions(), code=code_version(),
                    recipe=used_recipe(cfg))
     log.info("recipe: %s", describe(results["recipe"]))
-    write_results(run_dir, results, status="running")
+    write_results(run_dir, results, status=RunStatus.RUNNING)
     return results
 
 
@@ -84,6 +84,6 @@ def finish_run(run_dir: Path, results: Mapping[str, Any], logger: Any | None,
                log: Callable[[Any, Mapping[str, Any]], None] = log_summary,
                show: Callable[[Mapping[str, Any]], None] = print_summary) -> None:
     """``results.json`` complete, the run's summary in its logger (``log``) and its table printed (``show``)."""
-    write_results(run_dir, results, status="complete")
+    write_results(run_dir, results, status=RunStatus.COMPLETE)
     log(logger, results)
     show(results)

@@ -24,6 +24,7 @@ from hashee.reports.aggregate import aggregate
 from hashee.reports.collect import collect_runs, deduplicate, mixed_code_note
 from hashee.reports.plots import plot_exit_histograms, plot_task
 from hashee.reports.render import html_page, markdown_table, write_csv
+from hashee.runs.results import RunStatus
 
 CURVE_TARGETS = (1.5, 2.0, 3.0)
 
@@ -64,7 +65,7 @@ def difficulty_report(sweep_dir: Path, out: Path) -> dict[str, Any]:
     text = f"# {title}\n\n## Learnability of model-defined difficulty\n\n{report_difficulty.markdown(sweep_dir)}"
     (out / "report.md").write_text(text)
     (out / "report.html").write_text(html_page(title, text, out))
-    return {"out": str(out), "table": [], "code_note": None, "images": [], "statuses": {"complete": len(
+    return {"out": str(out), "table": [], "code_note": None, "images": [], "statuses": {RunStatus.COMPLETE.value: len(
         report_difficulty.difficulty_runs(sweep_dir))}, "rows": [], "statistics": {}, "equal_speedup": {},
         "families": [], "exit_heads": []}
 

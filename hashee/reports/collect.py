@@ -12,6 +12,7 @@ from hashee.core.operating_points import test_point_for_target
 from hashee.methods.registry import MethodContract, contract_of
 from hashee.runs.identity import method_label as label_of
 from hashee.runs.identity import requested_target as target_of
+from hashee.runs.results import is_complete
 
 
 def contract(results: dict[str, Any]) -> MethodContract:
@@ -85,7 +86,7 @@ def collect_runs(sweep_dir: Path, curve_targets: Iterable[float] = ()) -> tuple[
         if results.get("experiment"):  # not a method's run (the difficulty experiments: hashee.reports.difficulty)
             continue
         statuses[results.get("status", "unknown")] += 1
-        if results.get("status") != "complete":
+        if not is_complete(results):
             continue
         cost = results.get("cost", {})
         described = results.get("method_info", {}).get("prepare", {}).get("hash") or {}

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from hashee.core.stats import MeanInterval, seeds_and_examples_interval
+from hashee.runs.results import is_complete
 
 EXPERIMENT = "difficulty_model"
 
@@ -28,7 +29,7 @@ def difficulty_runs(study: Path) -> list[dict[str, Any]]:
     runs = []
     for path in sorted(Path(study).rglob("results.json")):
         results = json.loads(path.read_text())
-        if results.get("experiment") == EXPERIMENT and results.get("status") == "complete":
+        if results.get("experiment") == EXPERIMENT and is_complete(results):
             runs.append({**results, "run_dir": str(path.parent)})
     return runs
 

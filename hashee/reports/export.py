@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from hashee.runs.results import PREDICTIONS_FILE, RESULTS_FILE
+from hashee.runs.results import PREDICTIONS_FILE, RESULTS_FILE, is_complete
 
 SIGNIFICANT = 6
 RUNS = "runs"
@@ -57,7 +57,7 @@ def export_study(sweep_dir: Path, out: Path) -> int:
             results = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if results.get("status") != "complete":
+        if not is_complete(results):
             continue
         target = Path(out) / RUNS / path.parent.relative_to(sweep_dir)
         target.mkdir(parents=True, exist_ok=True)

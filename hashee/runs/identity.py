@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hashee.core.errors import ConfigError
 from hashee.methods.registry import MethodContract
+from hashee.runs.results import is_complete as completed
 
 # Keys that do not change what a job computes (logging, display, where caches live).
 # The recipe nodes only feed trainer.max_epochs, optim.*, data.batch_size (which stay in): hashee/runs/recipe.py.
@@ -66,7 +67,7 @@ def config_fingerprint(cfg: DictConfig) -> str:
 
 def is_complete(results: dict[str, Any] | None, fingerprint: str) -> bool:
     """Whether stored results are complete and were produced by the same configuration."""
-    return bool(results) and results.get("status") == "complete" and results.get("config_fingerprint") == fingerprint
+    return completed(results) and results.get("config_fingerprint") == fingerprint
 
 
 RESUME_POLICIES = ("code", "config")  # ``resume``: reuse a finished job on config and code, or on config alone

@@ -21,6 +21,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from hashee.core.errors import ConfigError
+from hashee.runs.results import is_complete
 
 RECIPE_KEYS = {"epochs": "trainer.max_epochs", "lr": "optim.lr", "batch_size": "data.batch_size",
                "warmup_ratio": "optim.warmup_ratio"}
@@ -80,7 +81,7 @@ def complete_trials(sweep_dir: Path) -> list[dict[str, Any]]:
     trials = []
     for path in sorted(Path(sweep_dir).rglob("results.json")):
         results = json.loads(path.read_text())
-        if results.get("status") == "complete" and results.get("val_primary") is not None:
+        if is_complete(results) and results.get("val_primary") is not None:
             trials.append(results)
     return trials
 

@@ -1,11 +1,12 @@
 """results.json: the contract every run fills. Written atomically; ``status`` comes last.
 
-``status`` is one of :data:`STATUSES`: ``running`` (started; left only by a killed process),
-``complete``, ``failed`` (with ``error``, one line) or ``interrupted`` (SIGINT/SIGTERM, with ``error``).
+``status`` is a :class:`RunStatus`: ``running`` (started; left only by a killed process), ``complete``,
+``failed`` (with ``error``, one line) or ``interrupted`` (SIGINT/SIGTERM, with ``error``).
 """
 
 from __future__ import annotations
 
+import enum
 import importlib.metadata
 import json
 import os
@@ -19,7 +20,17 @@ from hashee.core.cache import clear_repairs, repairs
 
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.npz"  # per-example outputs on the reported split, beside results.json (``predictions_file``)
-STATUSES = ("running", "complete", "failed", "interrupted")
+
+
+class RunStatus(enum.StrEnum):
+    """The closed set of a run's ``status`` (a str: it compares equal to, and is written as, its value)."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
 PACKAGES = ("torch", "transformers", "pytorch-lightning", "hydra-core", "omegaconf", "datasets", "torchmetrics", "wandb", "hashee-bench")
 
 
@@ -59,15 +70,16 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def write_results(run_dir: Path, results: Mapping[str, Any], status: str) -> Path:
-    """Write ``results.json`` with ``status`` (one of :data:`STATUSES`) as its last key.
+def write_results(run_dir: Path, results: Mapping[str, Any], status: RunStatus) -> Path:
+    """Write ``results.json`` with ``status`` as its last key.
 
     ``running`` starts a run: its record of cache repairs begins empty, and every later write lists
     the damaged cache files set aside since (``cache_repairs``, see :mod:`hashee.core.cache`).
     Under DDP only rank 0 writes it (on the other ranks this does nothing)."""
     from hashee.core.distributed import is_rank_zero  # imports torch: not at the CLI's import time
 
-    if status == "running":
+    status = RunStatus(status)
+    if status is RunStatus.RUNNING:
         clear_repairs()
     path = Path(run_dir) / RESULTS_FILE
     if not is_rank_zero():
@@ -75,9 +87,14 @@ def write_results(run_dir: Path, results: Mapping[str, Any], status: str) -> Pat
     payload = {k: v for k, v in results.items() if k != "status"}
     if repairs():
         payload["cache_repairs"] = repairs()
-    payload["status"] = status
+    payload["status"] = status.value
     write_json_atomic(path, payload)
     return path
+
+
+def is_complete(results: Mapping[str, Any] | None) -> bool:
+    """Whether a run's results say it completed."""
+    return bool(results) and results.get("status") == RunStatus.COMPLETE
 
 
 def read_results(run_dir: Path) -> dict[str, Any] | None:
