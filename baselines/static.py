@@ -5,7 +5,8 @@ plain cross-entropy (MSE for regression) on layer k. The knob k is fixed before 
 there is nothing to calibrate afterwards (``calibrate`` returns ``{}``, no curve). ``layers: null``
 derives k from ``target_speedup`` (the largest k with L / k >= target, the layer ratio that the
 FLOPs speed-up approaches; the one final head makes the realised speed-up slightly lower), or
-uses half the depth when no target is given.
+uses half the depth when no target is given. On generation tasks ``baselines.seq2seq_static`` runs instead
+(``seq2seq_target``; docs/methods.md section 6).
 """
 
 from __future__ import annotations
@@ -30,11 +31,15 @@ def layers_for_target(num_layers: int, target_speedup: float | None) -> int:
     return max(1, min(num_layers, int(num_layers // target_speedup)))
 
 
-@register(MethodContract(name="static", operating_point="derived", includes_full_model=True, pareto_reference=True))
+@register(MethodContract(name="static", task_kinds=("classification", "regression", "generation"),
+                          operating_point="derived", includes_full_model=True, pareto_reference=True))
 class StaticExit(ExitModule):
     """First ``layers`` layers + pooler + linear; CE on layer k."""
 
     training_uses_target = True  # k is derived from the target before training
+    # The class that runs generation tasks (docs/methods.md section 6), named here rather than in
+    # conf/method/static.yaml so that the configs, hence the fingerprints, of recorded static runs stay as they were
+    seq2seq_target = "baselines.seq2seq_static.Seq2SeqStatic"
 
     def __init__(self, spec: TaskSpec, backbone: Backbone, optim: Mapping[str, Any], layers: int | None = None,
                  target_speedup: float | None = None, name: str = "static") -> None:

@@ -1,13 +1,15 @@
 """The generation run (``experiment=default`` on a ``label_type: generation`` task): task -> pairs ->
-encoder-decoder method -> train (select on val) -> generate -> ROUGE + cost.
+encoder-decoder method -> prepare -> train (select on val) -> calibrate (val) -> generate -> ROUGE + cost.
 
-The method config names its generation class in ``seq2seq_target`` (full and hashee do); other
-methods refuse generation tasks with one line.
+The method config names its generation class in ``seq2seq_target`` (full, hashee and confidence do), or its
+class does, as a ``seq2seq_target`` attribute (static: a new key in its config would change the fingerprint of
+every recorded static run); other methods refuse generation tasks with one line.
 
 Cost block (docs/methods.md sections 3 and 6), on the reported split:
 - ``flops`` / ``flops_full``: analytic FLOPs of the method's generation, and of the same decoding
   steps with every token at every layer (so the ratio compares equal work);
-- ``generated_tokens`` and FLOPs per generated token for both;
+- ``generated_tokens`` and FLOPs per generated token for both; ``decoder_exit_layers``: how many decoding
+  steps (over rows) ended at each decoder layer, and their mean (``mean_decoder_exit_layer``);
 - ``time_s`` / ``time_full_s``: wall-clock of generating the split with the exits, and of the same
   decoding steps without exits (interleaved, best of ``eval.timing_repeats``): with greedy decoding the
   reference replays the method's own tokens at full depth (forced decoding), so both clocks run the same
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from hashee.core.allocator import allocator_setting
@@ -35,6 +38,7 @@ from hashee.experiments.training import train_or_reuse
 from hashee.methods.seq2seq_full import Seq2SeqModule
 from hashee.runs.logger import make_logger
 from hashee.seq2seq.backbone import load_seq2seq_backbone
+from hashee.seq2seq.generation import mean_exit_layer
 from hashee.tasks.generation import GenerationSpec
 from hashee.tasks.rouge import rouge_scores
 
@@ -42,31 +46,20 @@ SAMPLES_IN_RESULTS = 8
 
 
 def build_module(cfg: DictConfig, spec: GenerationSpec, backbone: Any) -> Seq2SeqModule:
-    """Instantiate the method's generation class (``method.seq2seq_target``)."""
+    """Instantiate the method's generation class (``method.seq2seq_target``, else its class's ``seq2seq_target``)."""
     method = OmegaConf.to_container(cfg.method, resolve=True)
-    target = method.pop("seq2seq_target", None)
+    target = method.pop("seq2seq_target", None) or getattr(get_class(str(method["_target_"])), "seq2seq_target", None)
     if not target:
-        raise ConfigError(f"method {cfg.method.name!r} does not support generation tasks (use method=full or method=hashee)")
+        raise ConfigError(f"method {cfg.method.name!r} does not support generation tasks (use method=full, hashee, "
+                          "static or confidence)")
     method["_target_"] = target
     return instantiate_method(method, spec=spec, backbone=backbone, optim=cfg.optim, generation=cfg.generation)
 
 
 def generate_split(module: Seq2SeqModule, batches: list[Mapping[str, torch.Tensor]], exits: bool = True) -> dict[str, Any]:
-    """Generate every batch; predictions in dataset order, FLOPs, generated-token counts and each batch's
-    generated tokens (``batch_tokens``, what a timing replay forces)."""
-    predictions: dict[int, str] = {}
-    batch_tokens: list[list[list[int]]] = []
-    flops = flops_full = 0.0
-    produced = 0
-    with torch.inference_mode():
-        for batch in batches:
-            out = module.generate(batch, exits=exits)
-            batch_tokens.append(out.tokens)
-            for index, tokens in zip(batch["index"].tolist(), out.tokens):
-                predictions[index] = module.decode_text(tokens)
-            flops, flops_full, produced = flops + out.flops, flops_full + out.flops_full, produced + out.generated_tokens
-    return {"predictions": [predictions[i] for i in sorted(predictions)], "flops": flops, "flops_full": flops_full,
-            "generated_tokens": produced, "batch_tokens": batch_tokens}
+    """Generate every batch: :meth:`Seq2SeqModule.generate_split` (predictions in dataset order, FLOPs, generated-token
+    counts, the decoder exit histogram and each batch's tokens, what a timing replay forces)."""
+    return module.generate_split(batches, exits)
 
 
 def time_generation(module: Seq2SeqModule, batches: list[Mapping[str, torch.Tensor]], exits: bool, warmup: int,
@@ -88,6 +81,7 @@ def generation_cost(module: Seq2SeqModule, test: Mapping[str, Any], batches: lis
         "flops": test["flops"], "flops_full": test["flops_full"], "flops_speedup": test["flops_full"] / test["flops"],
         "generated_tokens": test["generated_tokens"], "flops_per_generated_token": test["flops"] / tokens,
         "flops_full_per_generated_token": test["flops_full"] / tokens,
+        "decoder_exit_layers": test["exit_layers"], "mean_decoder_exit_layer": mean_exit_layer(test["exit_layers"]),
         "batch_size": int(cfg.data.eval_batch_size), "threads": torch.get_num_threads(),
         "allocator": allocator_setting(), "examples": len(test["predictions"]), "num_beams": int(cfg.generation.num_beams),
     }
@@ -131,6 +125,7 @@ def load_finished_run(run_dir: Path) -> tuple[Seq2SeqModule, Seq2SeqDataModule, 
     module.prepare(datamodule, cache_dir(cfg))
     checkpoint = torch.load(saved["train"]["stages"][-1]["best_checkpoint"], map_location="cpu", weights_only=True)
     module.load_state_dict(checkpoint["state_dict"])
+    module.use_operating_point(saved.get("method_info", {}).get("operating_point") or {})
     return module.eval(), datamodule, cfg
 
 
@@ -146,6 +141,8 @@ def run_generation(cfg: DictConfig, run_dir: Path, fingerprint: str | None = Non
     results["train"] = train_or_reuse(cfg, module, datamodule, run_dir, logger)
     results["train"].update(examples=len(datamodule.encoded["train"]), val_examples=len(datamodule.encoded["val"]))
     module.eval()
+    target = cfg.get("target_speedup")
+    method_info["operating_point"] = module.calibrate(datamodule, None if target is None else float(target))
 
     val = generate_split(module, datamodule.eval_batches("val"))
     test_batches = datamodule.eval_batches("test")

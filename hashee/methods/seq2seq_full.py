@@ -5,6 +5,10 @@ warmup and decay (the same optimizer code as the classification methods). Checkp
 selected on the validation split's token-level loss (``val/primary = -val/loss``): generating the
 validation split every epoch would cost more than the training on a CPU; ROUGE on validation is
 computed once after training and reported next to the test ROUGE.
+
+Hooks a generation method overrides: its exits (``source_exits``, ``target_exits``, ``target_layers``,
+``exit_head``), its depths, ``prepare`` (before training) and ``calibrate`` (after training, on the
+validation split only: the operating point; ``use_operating_point`` sets a recorded one again).
 """
 
 from __future__ import annotations
@@ -15,13 +19,21 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from hashee.core.padding import pad_sequences
 from hashee.data.seq2seq import IGNORE_INDEX, Seq2SeqDataModule
 from hashee.methods.base import ExitModule
 from hashee.seq2seq.backbone import Seq2SeqBackbone
 from hashee.seq2seq.cost import Seq2SeqCost
 from hashee.seq2seq.generation import Generated, TargetLayers, generate
-from hashee.seq2seq.network import Seq2SeqNetwork
+from hashee.seq2seq.network import ExitHead, Seq2SeqNetwork
 from hashee.tasks.generation import GenerationSpec
+
+
+def length_masks(datamodule: Seq2SeqDataModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """0/1 masks ``[N, S]`` and ``[N, T]`` of the source and decoder-input lengths of a split's pairs (what a
+    teacher-forced cost estimate reads: :meth:`hashee.seq2seq.cost.Seq2SeqCost.pairs_flops`)."""
+    sources, targets = datamodule.token_ids(split, "source"), datamodule.token_ids(split, "target")
+    return pad_sequences(sources)[1], pad_sequences(targets)[1]
 
 
 class Seq2SeqModule(pl.LightningModule):
@@ -52,6 +64,10 @@ class Seq2SeqModule(pl.LightningModule):
         """Exit layer of a decoder input token during generation (None: no exits)."""
         return None
 
+    def exit_head(self) -> ExitHead | None:
+        """Decoder exits decided after each layer during generation (None: none)."""
+        return None
+
     @property
     def depths(self) -> tuple[int, int]:
         return self.net.encoder_layers, self.net.decoder_layers
@@ -60,7 +76,15 @@ class Seq2SeqModule(pl.LightningModule):
         return ("main",)
 
     def prepare(self, datamodule: Seq2SeqDataModule, cache_dir: str | None) -> dict[str, Any]:
+        """Build anything derived from the data before training (a hash, a depth). Returns a summary."""
         return {}
+
+    def calibrate(self, datamodule: Seq2SeqDataModule, target_speedup: float | None) -> dict[str, Any]:
+        """Choose the operating point on the validation split after training. Returns the choice ({}: none)."""
+        return {}
+
+    def use_operating_point(self, chosen: Mapping[str, Any]) -> None:
+        """Set the operating point a run's :meth:`calibrate` recorded (a finished run loaded again)."""
 
     # -- passes ----------------------------------------------------------------------------
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -73,11 +97,30 @@ class Seq2SeqModule(pl.LightningModule):
         ``forced``: emit these tokens per row instead of the argmax (greedy replay, for timing)."""
         settings = self.generation
         if exits:
-            source, target, depths = self.source_exits(batch), self.target_layers(), self.depths
+            source, target, head, depths = self.source_exits(batch), self.target_layers(), self.exit_head(), self.depths
         else:
-            source, target, depths = None, None, (self.net.encoder_layers, self.net.decoder_layers)
+            source, target, head, depths = None, None, None, (self.net.encoder_layers, self.net.decoder_layers)
         return generate(self.net, self.cost, batch, source, target, depths, int(settings["max_new_tokens"]),
-                        int(settings.get("num_beams", 1)), float(settings.get("length_penalty", 1.0)), forced)
+                        int(settings.get("num_beams", 1)), float(settings.get("length_penalty", 1.0)), forced, head)
+
+    def generate_split(self, batches: Sequence[Mapping[str, torch.Tensor]], exits: bool = True) -> dict[str, Any]:
+        """Generate every batch (with ``index``): texts in dataset order, FLOPs (with exits, and of the same steps
+        at full depth), generated-token counts, the decoder exit-layer histogram and each batch's tokens
+        (``batch_tokens``, what a timing replay forces)."""
+        texts: dict[int, str] = {}
+        batch_tokens: list[list[list[int]]] = []
+        flops = flops_full = 0.0
+        produced, histogram = 0, []
+        with torch.inference_mode():
+            for batch in batches:
+                out = self.generate(batch, exits=exits)
+                batch_tokens.append(out.tokens)
+                texts.update((i, self.decode_text(t)) for i, t in zip(batch["index"].tolist(), out.tokens))
+                flops, flops_full = flops + out.flops, flops_full + out.flops_full
+                produced += out.generated_tokens
+                histogram = [a + b for a, b in zip(histogram, out.exit_layers)] if histogram else list(out.exit_layers)
+        return {"predictions": [texts[i] for i in sorted(texts)], "flops": flops, "flops_full": flops_full,
+                "generated_tokens": produced, "exit_layers": histogram, "batch_tokens": batch_tokens}
 
     def decode_text(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()

@@ -104,10 +104,7 @@ class Seq2SeqHashEE(Seq2SeqModule):
         return (full - fixed) / (full / target - fixed)
 
     def _full_flops(self, source_mask: torch.Tensor, target_mask: torch.Tensor) -> float:
-        cost = self.cost
-        lengths = source_mask.sum(1)
-        decoder = cost.teacher_forced_flops(target_mask * cost.decoder_layers, lengths, cost.decoder_layers)
-        return cost.encoder_flops(lengths, None, cost.encoder_layers) + float(decoder.sum())
+        return self.cost.full_pairs_flops(source_mask, target_mask)
 
     def train_speedup(self, sources: list[list[int]], targets: list[list[int]], source_hash: TokenHash,
                       target_hash: TokenHash) -> float:

@@ -10,7 +10,8 @@ Per generated token (one decoding step of one row), for each decoder layer run:
         cross-attention Q + output             4*d^2
         cross-attention over S source tokens   4*S*d
         FFN                                    4*d*f
-    plus the LM head: 2*d*V (+ 2*d^2 for BERT's head transform).
+    plus the LM head: 2*d*V (+ 2*d^2 for BERT's head transform), once per evaluation: once per token, or,
+    for a confidence exit, after every decoder layer the token ran (its exit layer's logits are the output).
 
 Once per sequence: the encoder (token exits as in classification, no pooler/classifier) and the
 cross-attention K/V of the S source tokens at every decoder layer run, 4*S*d^2 each.
@@ -78,7 +79,7 @@ class Seq2SeqCost:
         total = 0.0
         for active, source in zip(layers, sources):
             total += 4 * cost.rows * d * d + active * (8 * d * d + 4 * cost.keys * d + 4 * d * f) + 4 * source * d
-        return total + cost.rows * self.lm_head_flops
+        return total + (cost.rows if full else cost.head_evaluations) * self.lm_head_flops
 
     def teacher_forced_flops(self, target_exits: torch.Tensor, source_lengths: torch.Tensor, depth: int) -> torch.Tensor:
         """Per-sequence decoder FLOPs (memory + every step + LM head) of generating a whole target."""
@@ -93,3 +94,16 @@ class Seq2SeqCost:
             total += 4 * real.sum(1) * d * d + active.sum(1) * (8 * d * d + 4 * d * f + 4 * source * d)
             total += 4 * d * (active * keys).sum(1)
         return total
+
+    def pairs_flops(self, source_mask: torch.Tensor, target_exits: torch.Tensor, depths: tuple[int, int]) -> float:
+        """Whole-model FLOPs of teacher-forcing padded pairs: the encoder's ``depths[0]`` layers on every source
+        token, the decoder's ``depths[1]`` with ``target_exits`` (per target token, 0 on padding), one LM head a
+        token."""
+        lengths = source_mask.sum(1)
+        decoder = self.teacher_forced_flops(target_exits, lengths, depths[1])
+        return self.encoder_flops(lengths, None, depths[0]) + float(decoder.sum())
+
+    def full_pairs_flops(self, source_mask: torch.Tensor, target_mask: torch.Tensor) -> float:
+        """:meth:`pairs_flops` of the full model (every token at every layer)."""
+        depths = (self.encoder_layers, self.decoder_layers)
+        return self.pairs_flops(source_mask, target_mask * self.decoder_layers, depths)

@@ -1,5 +1,6 @@
 """Generation with token exits: greedy and beam search, and what each decoding step cost (FLOPs:
-:mod:`hashee.seq2seq.cost`).
+:mod:`hashee.seq2seq.cost`). Decoder exits come from the input token (``target_layers``: HashEE's hash), or
+are decided after each layer (``exit_head``: a confidence exit); :meth:`Seq2SeqNetwork.step` runs either.
 
 Greedy decoding can also be *forced* to emit given tokens (``forced``): the same decoding steps as the
 generation that produced them, every step computed as usual (the argmax too), only the choice replaced.
@@ -8,13 +9,13 @@ same steps, with the same rows alive at each, as the FLOPs reference (``flops_fu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import torch
 
 from hashee.seq2seq.cost import Seq2SeqCost
-from hashee.seq2seq.network import DecoderState, Seq2SeqNetwork, StepCost
+from hashee.seq2seq.network import DecoderState, ExitHead, Seq2SeqNetwork, StepCost
 
 TargetLayers = Callable[[torch.Tensor], torch.Tensor]  # decoder input ids [R] -> exit layers [R]
 
@@ -27,13 +28,15 @@ class Generated:
     flops: float
     flops_full: float
     generated_tokens: int  # decoding steps over all rows that produced a kept hypothesis token or the end
+    exit_layers: list[int] = field(default_factory=list)  # row-steps whose decoder pass ended at layer 1, 2, ...
 
 
 def generate(net: Seq2SeqNetwork, cost: Seq2SeqCost, batch: Mapping[str, torch.Tensor],
              source_exits: torch.Tensor | None, target_layers: TargetLayers | None, depths: tuple[int, int],
              max_new_tokens: int, num_beams: int = 1, length_penalty: float = 1.0,
-             forced: Sequence[Sequence[int]] | None = None) -> Generated:
-    """Greedy (``num_beams=1``) or beam-search generation with the given exits (None: no exits).
+             forced: Sequence[Sequence[int]] | None = None, exit_head: ExitHead | None = None) -> Generated:
+    """Greedy (``num_beams=1``) or beam-search generation with the given exits (None: no exits; ``exit_head``:
+    decoder exits decided after each layer).
 
     ``forced`` (greedy only): per row, the tokens to emit (the end token after them, unless there are
     ``max_new_tokens``) instead of the argmax."""
@@ -48,13 +51,30 @@ def generate(net: Seq2SeqNetwork, cost: Seq2SeqCost, batch: Mapping[str, torch.T
     flops_full = cost.encoder_flops(lengths, None, cost.encoder_layers) + cost.memory_flops(lengths, cost.decoder_layers)
     state = net.start_state(memory, max_new_tokens, decoder_depth)
     if num_beams <= 1:
-        tokens, step_costs, produced = _greedy(net, state, target_layers, decoder_depth, max_new_tokens, forced)
+        tokens, step_costs, produced = _greedy(net, state, target_layers, decoder_depth, max_new_tokens, forced,
+                                               exit_head)
     else:
         tokens, step_costs, produced = _beam_search(net, state, target_layers, decoder_depth, max_new_tokens, num_beams,
-                                                    length_penalty)
+                                                    length_penalty, exit_head)
     flops += sum(cost.step_flops(c) for c in step_costs)
     flops_full += sum(cost.step_flops(c, full=True) for c in step_costs)
-    return Generated(tokens, flops, flops_full, produced)
+    return Generated(tokens, flops, flops_full, produced, exit_histogram(step_costs, decoder_depth))
+
+
+def mean_exit_layer(histogram: Sequence[int]) -> float | None:
+    """Mean of an exit-layer histogram (``histogram[l - 1]`` counts layer l); None when it is empty."""
+    total = sum(histogram)
+    return sum((layer + 1) * count for layer, count in enumerate(histogram)) / total if total else None
+
+
+def exit_histogram(step_costs: Sequence[StepCost], depth: int) -> list[int]:
+    """Row-steps whose decoder pass ended at each layer ``1..depth`` (rows computed at layer l but not l + 1)."""
+    counts = [0] * depth
+    for step in step_costs:
+        active = [*step.active, 0]
+        for layer in range(depth):
+            counts[layer] += active[layer] - active[layer + 1]
+    return counts
 
 
 def _exits_for(target_layers: TargetLayers | None, inputs: torch.Tensor) -> torch.Tensor | None:
@@ -68,7 +88,8 @@ def _forced_choice(forced: Sequence[Sequence[int]], alive: torch.Tensor, step: i
 
 
 def _greedy(net: Seq2SeqNetwork, state: DecoderState, target_layers: TargetLayers | None, depth: int,
-            max_new_tokens: int, forced: Sequence[Sequence[int]] | None = None) -> tuple[list[list[int]], list[StepCost], int]:
+            max_new_tokens: int, forced: Sequence[Sequence[int]] | None = None,
+            exit_head: ExitHead | None = None) -> tuple[list[list[int]], list[StepCost], int]:
     """Argmax decoding (or ``forced`` tokens); a row that produces the end token leaves the batch (its compute stops)."""
     batch = state.memory.mask.shape[0]
     device = state.memory.mask.device
@@ -78,7 +99,7 @@ def _greedy(net: Seq2SeqNetwork, state: DecoderState, target_layers: TargetLayer
     costs: list[StepCost] = []
     produced = 0
     for step in range(max_new_tokens):
-        logits, step_cost = net.step(state, inputs, _exits_for(target_layers, inputs), depth)
+        logits, step_cost = net.step(state, inputs, _exits_for(target_layers, inputs), depth, exit_head)
         costs.append(step_cost)
         chosen = logits.argmax(dim=-1)
         if forced is not None:
@@ -97,7 +118,8 @@ def _greedy(net: Seq2SeqNetwork, state: DecoderState, target_layers: TargetLayer
 
 
 def _beam_search(net: Seq2SeqNetwork, state: DecoderState, target_layers: TargetLayers | None, depth: int,
-                 max_new_tokens: int, num_beams: int, length_penalty: float) -> tuple[list[list[int]], list[StepCost], int]:
+                 max_new_tokens: int, num_beams: int, length_penalty: float,
+                 exit_head: ExitHead | None = None) -> tuple[list[list[int]], list[StepCost], int]:
     """Beam search: ``num_beams`` hypotheses per example, scored by log-probability / length^``length_penalty``.
 
     An example stops when it has ``num_beams`` finished hypotheses (or at ``max_new_tokens``, where
@@ -115,7 +137,7 @@ def _beam_search(net: Seq2SeqNetwork, state: DecoderState, target_layers: Target
     costs: list[StepCost] = []
     produced = 0
     for step in range(max_new_tokens):
-        logits, step_cost = net.step(state, inputs, _exits_for(target_layers, inputs), depth)
+        logits, step_cost = net.step(state, inputs, _exits_for(target_layers, inputs), depth, exit_head)
         costs.append(step_cost)
         produced += step_cost.rows
         vocab = logits.shape[-1]

@@ -10,12 +10,16 @@ known when it is processed) exits at the layer its hash gives; above it its stat
 upward, so later tokens attend to it at every layer and the LM head reads its frozen state.
 Teacher forcing (training) and incremental generation follow the same rule: during generation
 the key/value cache of every layer above a token's exit is filled from its copied state.
+
+A token's exit layer is either given before the step (``exits``: HashEE's hash of the input token) or
+decided after each layer by an :data:`ExitHead` (a confidence exit reads the layer's vocabulary logits);
+the copy-up rule is the same for both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -25,6 +29,10 @@ from hashee.core.encoder import Gather, make_gather, to_grid
 from hashee.seq2seq.backbone import Seq2SeqBackbone
 from hashee.seq2seq.layouts import LAYOUTS
 from hashee.seq2seq.parts import LayerParts, attention_block, feed_forward
+
+# After decoder layer ``index`` (0-based, below the last), the states ``[k, d]`` of the k rows computed there ->
+# their vocabulary logits ``[k, V]`` and which of them exit (bool ``[k]``): an exiting row's output is those logits.
+ExitHead = Callable[[int, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -93,6 +101,11 @@ class StepCost:
     keys: int  # self-attention keys of every row (its position + 1)
     source_tokens: int  # sum of the real source lengths of the rows
     active_source_tokens: list[int]  # the same over the rows computed at each layer
+    heads: int | None = None  # LM-head evaluations (an exit head reads every layer a row runs); None: one per row
+
+    @property
+    def head_evaluations(self) -> int:
+        return self.rows if self.heads is None else self.heads
 
 
 class Seq2SeqNetwork(nn.Module):
@@ -167,8 +180,10 @@ class Seq2SeqNetwork(nn.Module):
         return context.transpose(1, 2).reshape(rows * width, -1).index_select(0, g.q_slot)
 
     def _run_stack(self, parts: list[LayerParts], hidden: torch.Tensor, real: torch.Tensor, exits: torch.Tensor | None,
-                   depth: int, causal: bool, memory: CrossMemory | None) -> torch.Tensor:
-        """``depth`` layers where token ``t`` is computed by layers ``1..exits[t]`` (all when ``exits`` is None)."""
+                   depth: int, causal: bool, memory: CrossMemory | None,
+                   states: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``depth`` layers where token ``t`` is computed by layers ``1..exits[t]`` (all when ``exits`` is None);
+        ``states``, when given, receives the output of every layer."""
         plan, previous = None, None
         for index in range(depth):
             active = real if exits is None else real & (exits > index)
@@ -176,6 +191,8 @@ class Seq2SeqNetwork(nn.Module):
                 plan, previous = plan_layer(active, real, causal), active
             if plan.gather.rows:
                 hidden = self.run_layer(parts[index], hidden, plan, memory, index)
+            if states is not None:
+                states.append(hidden)
         return hidden
 
     # -- whole passes ----------------------------------------------------------------------
@@ -207,6 +224,14 @@ class Seq2SeqNetwork(nn.Module):
                                  causal=True, memory=memory)
         return self.lm_head(hidden)
 
+    def decoder_states(self, decoder_input_ids: torch.Tensor, decoder_mask: torch.Tensor, memory: CrossMemory,
+                       depth: int | None = None) -> list[torch.Tensor]:
+        """Teacher-forced decoder states ``[B, T, d]`` after each of layers ``1..depth`` (no exits)."""
+        states: list[torch.Tensor] = []
+        self._run_stack(self.decoder_parts, self.embed_target(decoder_input_ids), decoder_mask.bool(), None,
+                        depth or self.decoder_layers, causal=True, memory=memory, states=states)
+        return states
+
     def forward(self, batch: Mapping[str, torch.Tensor], source_exits: torch.Tensor | None = None,
                 target_exits: torch.Tensor | None = None, depths: tuple[int, int] | None = None) -> torch.Tensor:
         """Teacher-forced logits of a batch with ``input_ids``, ``attention_mask``, ``decoder_input_ids``, ``decoder_attention_mask``."""
@@ -223,25 +248,27 @@ class Seq2SeqNetwork(nn.Module):
         return DecoderState([torch.zeros(shape, device=device, dtype=dtype) for _ in range(depth)],
                             [torch.zeros(shape, device=device, dtype=dtype) for _ in range(depth)], memory, 0)
 
-    def step(self, state: DecoderState, input_ids: torch.Tensor, exits: torch.Tensor | None,
-             depth: int) -> tuple[torch.Tensor, StepCost]:
+    def step(self, state: DecoderState, input_ids: torch.Tensor, exits: torch.Tensor | None, depth: int,
+             exit_head: ExitHead | None = None) -> tuple[torch.Tensor, StepCost]:
         """One decoding step for every row: logits ``[B, V]`` of the next token, and what it computed.
 
-        A row is computed by layers ``1..exits[row]``; at every layer above, only its key/value
-        are projected (from its frozen state) into that layer's cache.
+        A row is computed by layers ``1..exits[row]``, or, with an ``exit_head``, up to the first layer the
+        head lets it exit at (its logits are then the head's, read at that layer); at every layer above,
+        only its key/value are projected (from its frozen state) into that layer's cache.
         """
         t = state.length
         hidden = self.embed_target(input_ids[:, None], t)[:, 0]
         rows = hidden.shape[0]
         lengths = state.memory.source_lengths
         total_source = int(lengths.sum())
-        active_counts, active_sources = [], []
+        exited: torch.Tensor | None = None  # rows the exit head let go (None: none yet)
+        logits: torch.Tensor | None = None
+        active_counts, active_sources, heads = [], [], 0
         for index in range(depth):
             parts = self.decoder_parts[index]
-            sa, ca = parts.self_attn, parts.cross_attn
-            state.keys[index][:, :, t] = sa.key(hidden).view(rows, self.num_heads, self.head_dim)
-            state.values[index][:, :, t] = sa.value(hidden).view(rows, self.num_heads, self.head_dim)
-            active = None if exits is None else (exits > index).nonzero(as_tuple=True)[0]
+            state.keys[index][:, :, t] = parts.self_attn.key(hidden).view(rows, self.num_heads, self.head_dim)
+            state.values[index][:, :, t] = parts.self_attn.value(hidden).view(rows, self.num_heads, self.head_dim)
+            active = _running_rows(exits, exited, index)
             count = rows if active is None else int(active.numel())
             active_counts.append(count)
             if count == rows:
@@ -249,15 +276,45 @@ class Seq2SeqNetwork(nn.Module):
             active_sources.append(total_source if active is None else int(lengths.index_select(0, active).sum()))
             if count == 0:
                 continue
-            pick = (lambda x: x) if active is None else (lambda x: x.index_select(0, active))  # noqa: E731
-            x = pick(hidden)
-            context = attention(self._heads(sa.query(x)), pick(state.keys[index][:, :, : t + 1]),
-                             pick(state.values[index][:, :, : t + 1]), None, 0.0, self.attention_impl)
-            y = attention_block(sa, context.reshape(count, -1), x, False)
-            context = attention(self._heads(ca.query(y)), pick(state.memory.keys[index]), pick(state.memory.values[index]),
-                             pick(state.memory.mask), 0.0, self.attention_impl)
-            y = feed_forward(parts, attention_block(ca, context.reshape(count, -1), y, False), False)
+            y = self._step_layer(index, state, hidden, active, t)
             hidden = y if active is None else hidden.index_copy(0, active, y)
+            if exit_head is not None and index < depth - 1:
+                layer_logits, leave = exit_head(index, y)
+                logits = layer_logits.new_zeros(rows, layer_logits.shape[-1]) if logits is None else logits
+                leaving = (torch.arange(rows, device=y.device) if active is None else active)[leave]
+                logits[leaving] = layer_logits[leave]
+                exited = torch.zeros(rows, dtype=torch.bool, device=y.device) if exited is None else exited
+                exited = exited.index_fill(0, leaving, True)
+                heads += count
         state.length = t + 1
-        cost = StepCost(rows, active_counts, t + 1, total_source, active_sources)
-        return self.lm_head(hidden), cost
+        if exit_head is None:
+            return self.lm_head(hidden), StepCost(rows, active_counts, t + 1, total_source, active_sources)
+        last = None if exited is None else (~exited).nonzero(as_tuple=True)[0]  # rows that ran to the last layer
+        if last is None or last.numel():
+            final = self.lm_head(hidden if last is None else hidden.index_select(0, last))
+            logits = final if logits is None else logits.index_copy(0, last, final)
+            heads += final.shape[0]
+        return logits, StepCost(rows, active_counts, t + 1, total_source, active_sources, heads)
+
+    def _step_layer(self, index: int, state: DecoderState, hidden: torch.Tensor, active: torch.Tensor | None,
+                    t: int) -> torch.Tensor:
+        """Decoder layer ``index`` on the new token of the rows ``active`` (None: every row), reading the cache."""
+        parts = self.decoder_parts[index]
+        sa, ca = parts.self_attn, parts.cross_attn
+        pick = (lambda x: x) if active is None else (lambda x: x.index_select(0, active))  # noqa: E731
+        x = pick(hidden)
+        count = x.shape[0]
+        context = attention(self._heads(sa.query(x)), pick(state.keys[index][:, :, : t + 1]),
+                            pick(state.values[index][:, :, : t + 1]), None, 0.0, self.attention_impl)
+        y = attention_block(sa, context.reshape(count, -1), x, False)
+        context = attention(self._heads(ca.query(y)), pick(state.memory.keys[index]), pick(state.memory.values[index]),
+                            pick(state.memory.mask), 0.0, self.attention_impl)
+        return feed_forward(parts, attention_block(ca, context.reshape(count, -1), y, False), False)
+
+
+def _running_rows(exits: torch.Tensor | None, exited: torch.Tensor | None, index: int) -> torch.Tensor | None:
+    """Rows computed at decoder layer ``index``: exit layer above it and not let go by an exit head (None: all)."""
+    running = None if exits is None else exits > index
+    if exited is not None:
+        running = ~exited if running is None else running & ~exited
+    return None if running is None else running.nonzero(as_tuple=True)[0]
