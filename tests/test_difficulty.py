@@ -312,6 +312,19 @@ def test_difficulty_report_states_claim_a_per_task_from_the_per_example_outputs(
     assert rows[("encoder", "majority")].low > 0 and rows[("encoder", "length")].low > 0
     assert rows[("encoder", "confidence")].mean == 0.0 and not rows[("encoder", "confidence")].excludes_zero
     text = render(study, "difficulty")
+    assert render(study, "difficulty_claim").splitlines()[-1] in text
     assert "- sst2 (2 seeds): the learned encoder predictor does not beat every trivial predictor " \
            "(beats majority, length; ties confidence): claim (a) holds here." in text
     assert "| encoder | length |" in text and "learned better" in text
+
+
+def test_export_keeps_the_difficulty_vectors(tmp_path):
+    from hashee.reports import difficulty
+    from hashee.reports.export import export_study
+
+    target = stays_correct(np.random.default_rng(1).integers(0, 2, size=(40, 3)))
+    _difficulty_run(tmp_path / "sweep" / "seed=0", 0, target, {"encoder": target, "majority": target,
+                                                               "length": target, "confidence": target})
+    assert export_study(tmp_path / "sweep", tmp_path / "out") == 1
+    assert (tmp_path / "out" / "runs" / "seed=0" / "difficulty.npz").is_file()
+    assert difficulty.task_tables(difficulty.difficulty_runs(tmp_path / "out"))["sst2"]["accuracy"]["encoder"] == 1.0

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from hashee.core.stats import MeanInterval, seeds_and_examples_interval
-from hashee.runs.results import is_complete
+from hashee.runs.results import DIFFICULTY_FILE, is_complete
 
 EXPERIMENT = "difficulty_model"
 
@@ -41,7 +41,7 @@ def is_study(study: Path) -> bool:
 
 def agreement(run: dict[str, Any]) -> dict[str, np.ndarray]:
     """Per predictor, the share of layers it predicts right on each predictor-test example of one run."""
-    outputs = np.load(Path(run["run_dir"]) / "difficulty.npz")
+    outputs = np.load(Path(run["run_dir"]) / DIFFICULTY_FILE)
     target = outputs["target"]
     return {name: (outputs[f"pred_{name}"] == target).mean(axis=1) for name in run["predictors"]}
 
@@ -108,12 +108,22 @@ def claim_line(task: str, table: dict[str, Any]) -> str:
     return f"{head} does not beat every trivial predictor ({against}): claim (a) holds here."
 
 
+def claim_lines(tables: dict[str, dict[str, Any]]) -> list[str]:
+    """The answer to claim (a), one line per task."""
+    return ["Claim (a), \"models predict instance difficulty poorly\", per task: the learned predictor named before the "
+            "runs against each trivial one (mean per-layer accuracy on predictor-test, learned minus trivial, 95 % over "
+            "seeds and examples).", "", *(claim_line(task, table) for task, table in tables.items())]
+
+
+def claim_markdown(study: Path) -> str:
+    """Only the claim lines (the README's)."""
+    return "\n".join(claim_lines(task_tables(difficulty_runs(study)))) + "\n"
+
+
 def markdown(study: Path) -> str:
     """The study's tables: per task, the predictors' scores and each learned-minus-trivial difference."""
     tables = task_tables(difficulty_runs(study))
-    lines = ["Claim (a), per task (predictor named before the runs; mean per-layer accuracy on predictor-test, "
-             "learned minus trivial, 95 % over seeds and examples):", ""]
-    lines += [claim_line(task, table) for task, table in tables.items()]
+    lines = claim_lines(tables)
     for task, table in tables.items():
         names = list(table["accuracy"])
         shares = " / ".join(f"{100 * s:.0f}" for s in table["difficulty_share"])

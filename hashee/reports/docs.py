@@ -9,7 +9,7 @@ repository root: the nearest folder above the docs file that holds ``pyproject.t
 
 The study may also be one record file: a ``hashee-timing`` record (section ``timing``) or a ``hashee-scaling`` one
 (section ``scaling``), e.g. ``<!-- hashee-report results/timing/ceiling.json scaling -->``; a folder of
-``experiment=difficulty_model`` runs gives ``difficulty``.
+``experiment=difficulty_model`` runs gives ``difficulty`` (and ``difficulty_claim``, its claim lines alone).
 
 ``--docs`` rewrites every block from the committed runs; ``--check`` only compares and names every block that
 differs (``make docs-check`` and a test run it), so a typed or stale figure cannot stay in the docs.
@@ -40,7 +40,7 @@ def _sections(study: Path) -> dict[str, str]:
             return {"timing": timing.markdown(record)}
         return {"scaling": scaling.markdown(record["rows"])}
     if difficulty.is_study(study):
-        return {"difficulty": difficulty.markdown(study)}
+        return {"difficulty": difficulty.markdown(study), "difficulty_claim": difficulty.claim_markdown(study)}
     return markdown_sections(load_rows(study)[0])
 
 

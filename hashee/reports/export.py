@@ -2,7 +2,8 @@
 
 Each complete run keeps what the report needs: ``results.json`` (compact, floats to 6 significant digits, every
 absolute path made relative to the study folder or cut to its last part: nothing of the machine it ran on) and
-``predictions.npz`` (already compressed). Nothing regenerable is kept: ``hashee-report results/<study>`` rebuilds
+its per-example outputs (``predictions.npz``, or a difficulty run's ``difficulty.npz``; already compressed).
+Nothing regenerable is kept: ``hashee-report results/<study>`` rebuilds
 report.md, report.html and the plots (``make report`` does every study).
 """
 
@@ -13,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from hashee.runs.results import PREDICTIONS_FILE, RESULTS_FILE, is_complete
+from hashee.runs.results import PER_EXAMPLE_FILES, RESULTS_FILE, is_complete
 
 SIGNIFICANT = 6
 RUNS = "runs"
@@ -64,7 +65,8 @@ def export_study(sweep_dir: Path, out: Path) -> int:
         record = portable({**results, "run_dir": f"{RUNS}/{path.parent.relative_to(sweep_dir).as_posix()}"},
                           Path(sweep_dir))
         (target / RESULTS_FILE).write_text(json.dumps(record, separators=(",", ":"), sort_keys=False) + "\n")
-        if (path.parent / PREDICTIONS_FILE).is_file():
-            shutil.copyfile(path.parent / PREDICTIONS_FILE, target / PREDICTIONS_FILE)
+        for name in PER_EXAMPLE_FILES:
+            if (path.parent / name).is_file():
+                shutil.copyfile(path.parent / name, target / name)
         count += 1
     return count

@@ -37,6 +37,7 @@ from hashee.experiments.difficulty.scoring import (exit_layers, fmt, learned_aga
 from hashee.experiments.steps import build_data, finish_run, instantiate_method, start_run
 from hashee.experiments.training import train
 from hashee.runs.logger import make_logger
+from hashee.runs.results import DIFFICULTY_FILE
 from hashee.tasks.spec import TaskSpec
 
 
@@ -75,7 +76,7 @@ def save_examples(run_dir: Path, positions: Sequence[int], rows: P.Rows, correct
     """The per-example outputs of predictor-test (pool position, label, length, per-layer correctness, target,
     the full model's confidence, every predictor's 0/1 vector) as ``difficulty.npz``."""
     np.savez_compressed(
-        run_dir / "difficulty.npz", pool_position=np.asarray(positions), label=np.asarray([r["label"] for r in rows]),
+        run_dir / DIFFICULTY_FILE, pool_position=np.asarray(positions), label=np.asarray([r["label"] for r in rows]),
         length=np.asarray([len(r["input_ids"]) for r in rows]), correct=correct.astype(np.int8),
         target=target.astype(np.int8), confidence=confidence.astype(np.float32),
         **{f"pred_{name}": np.asarray(item["pred"]).astype(np.int8) for name, item in predicted.items()})
