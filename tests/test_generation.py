@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -283,6 +284,12 @@ def test_generation_runs_end_to_end_with_hashee_and_full(run_tiny, tmp_path):
     prepared = saved["method_info"]["prepare"]
     assert prepared["layer_target_speedup"] > 1.2 and prepared["source_hash"]["name"] == "frequency"
     assert len(saved["samples"]) == 8 and hashee["primary"] == saved["metrics"]["rougeL"]
+    # every reported example's ROUGE is kept: their means are the recorded metrics, the interval brackets the mean
+    per_example = np.load(tmp_path / "hashee" / saved["rouge_file"])
+    assert per_example["index"].tolist() == list(range(len(per_example["rougeL"])))
+    assert {name: float(per_example[name].mean()) for name in saved["metrics"]} == saved["metrics"]
+    low, high = saved["primary_ci95"]
+    assert low <= saved["primary"] <= high
     full = _tiny_generation(run_tiny, "method=full", name="full")
     assert full["cost"]["flops_speedup"] == pytest.approx(1.0)
 

@@ -26,21 +26,24 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from hashee.core.allocator import allocator_setting
 from hashee.core.errors import ConfigError
+from hashee.core.stats import seeds_and_examples_interval
 from hashee.data.seq2seq import Seq2SeqDataModule
 from hashee.experiments.steps import cache_dir, finish_run, instantiate_method, start_run
 from hashee.experiments.training import train_or_reuse
 from hashee.methods.seq2seq_full import Seq2SeqModule
 from hashee.runs.logger import make_logger
+from hashee.runs.results import ROUGE_FILE
 from hashee.seq2seq.backbone import load_seq2seq_backbone
 from hashee.seq2seq.generation import mean_exit_layer
 from hashee.tasks.generation import GenerationSpec
-from hashee.tasks.rouge import rouge_scores
+from hashee.tasks.rouge import example_rouge, rouge_scores
 
 SAMPLES_IN_RESULTS = 8
 
@@ -148,13 +151,18 @@ def run_generation(cfg: DictConfig, run_dir: Path, fingerprint: str | None = Non
     test_batches = datamodule.eval_batches("test")
     test = generate_split(module, test_batches)
     references = datamodule.references("test")
-    metrics = rouge_scores(test["predictions"], references, spec.metrics)
+    per_example = example_rouge(test["predictions"], references, spec.metrics)
+    np.savez_compressed(run_dir / ROUGE_FILE, index=np.arange(len(references)), **per_example)
+    metrics = {name: float(values.mean()) for name, values in per_example.items()}
+    interval = seeds_and_examples_interval([per_example[spec.primary_metric]])
     val_metrics = rouge_scores(val["predictions"], datamodule.references("val"), spec.metrics)
     results.update(
         reported_split=spec.test_split_name,
         metrics=metrics,
         primary_metric=spec.primary_metric,
         primary=metrics[spec.primary_metric],
+        primary_ci95=[interval.low, interval.high],
+        rouge_file=ROUGE_FILE,
         val_metrics=val_metrics,
         val_primary=val_metrics[spec.primary_metric],
         val_flops_speedup=val["flops_full"] / val["flops"],

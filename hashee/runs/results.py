@@ -21,7 +21,8 @@ from hashee.core.cache import clear_repairs, repairs
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.npz"  # per-example outputs on the reported split, beside results.json (``predictions_file``)
 DIFFICULTY_FILE = "difficulty.npz"  # a difficulty run's per-example vectors on predictor-test
-PER_EXAMPLE_FILES = (PREDICTIONS_FILE, DIFFICULTY_FILE)  # what a study keeps beside each results.json
+ROUGE_FILE = "rouge.npz"  # a generation run's ROUGE of every reported example (``index`` + one array per metric)
+PER_EXAMPLE_FILES = (PREDICTIONS_FILE, DIFFICULTY_FILE, ROUGE_FILE)  # what a study keeps beside each results.json
 
 
 class RunStatus(enum.StrEnum):
