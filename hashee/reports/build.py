@@ -18,6 +18,7 @@ from hashee.reports import diagnostics as report_diagnostics
 from hashee.reports import difficulty as report_difficulty
 from hashee.reports import equal_speedup as report_equal
 from hashee.reports import family as report_family
+from hashee.reports import generation as report_generation
 from hashee.reports import statistics as report_stats
 from hashee.reports import timing as report_timing
 from hashee.reports.aggregate import aggregate
@@ -44,7 +45,8 @@ def markdown_sections(rows: list[dict[str, Any]]) -> dict[str, str]:
     """The report's tables as markdown, by name (what ``hashee-report --docs`` writes into the docs): ``equal``
     (methods at equal realized speed-up), ``runs`` (every run at its nominal target), ``families`` (HashEE's
     validation choice), ``intervals`` and ``pareto``, ``heads`` (each exit head on its own), ``claim`` (the claim
-    rows with at least two seeds on each side: the README's)."""
+    rows with at least two seeds on each side: the README's), ``generation`` (HashEE's generation points against
+    every other one, paired)."""
     from hashee.reports.statistics import by_point, interval_rows, load_outputs, pareto_rows
 
     outputs = load_outputs(rows)
@@ -55,7 +57,8 @@ def markdown_sections(rows: list[dict[str, Any]]) -> dict[str, str]:
             "runs": markdown_table(aggregate(rows)), "families": report_family.markdown(report_family.family_table(rows)),
             "intervals": report_stats.intervals_markdown(interval_rows(points, outputs), 0),
             "pareto": report_stats.pareto_markdown(pareto_rows(points, outputs)),
-            "heads": report_diagnostics.markdown_section(heads) if heads else ""}
+            "heads": report_diagnostics.markdown_section(heads) if heads else "",
+            "generation": report_generation.markdown(rows)}
 
 
 def difficulty_report(sweep_dir: Path, out: Path) -> dict[str, Any]:
@@ -108,6 +111,8 @@ def build_report(sweep_dir: Path, out: Path, curve_targets: Iterable[float] = CU
     md += ["", stats["markdown"], ""] + [f"![{i}]({i})" for i in stats["images"]]
     if heads:
         md += ["", report_diagnostics.markdown_section(heads), ""] + [f"![{i}]({i})" for i in head_images]
+    generation = report_generation.markdown(rows)
+    md += ["", "## Generation: HashEE against every other point", "", generation] if generation else []
     timing_md, timing_images = report_timing.report_section(sweep_dir, out)  # hashee-timing's record, if any
     md += ["", timing_md] + [f"![{i}]({i})" for i in timing_images] if timing_md else []
     images += timing_images

@@ -1,0 +1,59 @@
+"""The generation report's pairs (hashee/reports/generation.py): paired per-example ROUGE, pooled over seeds, and
+the Pareto order of two points at their own speed-ups, on hand-made runs."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from hashee.methods.registry import contract_of
+from hashee.reports import generation
+
+
+def _row(tmp_path, method: str, target, seed: int, speedup: float, scores: np.ndarray) -> dict:
+    folder = tmp_path / f"{method}-{target}-{seed}"
+    folder.mkdir()
+    # stored out of split order, each run its own way: only the index pairs the examples
+    order = np.random.default_rng(zlib.crc32(folder.name.encode())).permutation(len(scores))
+    np.savez_compressed(folder / "rouge.npz", index=order, rougeL=scores[order])
+    return {"task": "bbc_headlines", "method": method, "target": target, "seed": seed, "source": "run",
+            "run_dir": str(folder), "primary_metric": "rougeL", "flops_speedup": speedup, "measured_speedup": None,
+            "contract": contract_of(method.split("[")[0])}
+
+
+@pytest.fixture
+def rows(tmp_path):
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.1, 0.5, size=(2, 300))
+    made = []
+    for seed in (0, 1):
+        made += [_row(tmp_path, "hashee[frequency]", 2.0, seed, 2.03, base[seed] - 0.05),
+                 _row(tmp_path, "static", 2.0, seed, 2.54, base[seed]),           # faster and better: dominates
+                 _row(tmp_path, "full", None, seed, 1.0, base[seed] - 0.05 + rng.normal(0, 0.01, 300))]  # slower, same
+    made.append(_row(tmp_path, "static", 1.5, 0, 1.83, base[0] - 0.10))         # slower and worse (seed 0 only)
+    return made
+
+
+def test_pairs_are_paired_per_seed_and_ordered(rows):
+    table = {(r["other"], r["other_target"]): r for r in generation.pair_rows(rows)}
+    assert set(table) == {("static", 2.0), ("full", None), ("static", 1.5)}
+    dominated = table[("static", 2.0)]
+    assert dominated["seeds"] == 2 and dominated["interval"].mean == pytest.approx(-0.05)
+    assert dominated["order"] == "HashEE dominated" and dominated["other_speedup"] == pytest.approx(2.54)
+    assert table[("full", None)]["order"] == "tie"
+    assert table[("static", 1.5)]["seeds"] == 1 and table[("static", 1.5)]["order"] == "HashEE dominates"
+    text = generation.markdown(rows)
+    assert "| bbc_headlines | hashee[frequency] | 2.03 | static | 2.54 | 2 | -5.00 [" in text
+
+
+def test_order_of_two_points():
+    from hashee.core.stats import MeanInterval
+
+    better, worse, tie = MeanInterval(0.02, 0.01, 0.03, 1), MeanInterval(-0.02, -0.03, -0.01, 1), MeanInterval(0, -0.01, 0.01, 1)
+    assert generation.order(2.0, 1.5, better) == "HashEE dominates"
+    assert generation.order(1.5, 2.0, better) == "trade-off (HashEE better, slower)"
+    assert generation.order(1.5, 2.0, worse) == "HashEE dominated"
+    assert generation.order(2.0, 1.5, worse) == "trade-off (HashEE worse, faster)"
+    assert generation.order(2.0, 2.0, tie) == "tie"
