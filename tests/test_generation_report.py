@@ -41,6 +41,8 @@ def test_pairs_are_paired_per_seed_and_ordered(rows):
     assert set(table) == {("static", 2.0), ("full", None), ("static", 1.5)}
     dominated = table[("static", 2.0)]
     assert dominated["seeds"] == 2 and dominated["interval"].mean == pytest.approx(-0.05)
+    # paired example by example (by each run's index): the difference is the same on every example, so is its interval
+    assert (dominated["interval"].low, dominated["interval"].high) == pytest.approx((-0.05, -0.05))
     assert dominated["order"] == "HashEE dominated" and dominated["other_speedup"] == pytest.approx(2.54)
     assert table[("full", None)]["order"] == "tie"
     assert table[("static", 1.5)]["seeds"] == 1 and table[("static", 1.5)]["order"] == "HashEE dominates"
