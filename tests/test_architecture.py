@@ -12,6 +12,7 @@ of a package never runs code of another module.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,21 @@ def test_pyproject_lists_every_package():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     packages = {module for module, path in MODULES.items() if path.name == "__init__.py"}
     assert packages <= listed, f"packages missing from pyproject.toml: {sorted(packages - listed)}"
+
+
+def test_one_layout_table_serves_both_roles():
+    """Encoder-only and encoder-decoder layouts live in one table (hashee/core/layouts.py), keyed by role and
+    ``config.model_type``; no other module keeps a table of its own."""
+    import hashee.seq2seq.layouts  # noqa: F401 - registers the seq2seq layouts
+    from hashee.core import encoder, layouts
+
+    assert layouts.layout_for("encoder", "mpnet") is encoder.MPNetLayout
+    assert layouts.layout_for("encoder", "roberta") is encoder.BertLayout  # a family without its own runs as BERT's
+    assert layouts.families("seq2seq") == ["bart", "bert"] and layouts.layout_for("seq2seq", "mpnet") is None
+    tables = [name for name, path in MODULES.items() if name != "hashee.core.layouts"
+              and re.search(r"^LAYOUTS\b", path.read_text(), re.MULTILINE)]
+    assert tables == []
+    from hashee.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="generation needs a checkpoint of model_type bart or bert, got 'mpnet'"):
+        hashee.seq2seq.layouts.seq2seq_layout("mpnet", "mpnet_base")

@@ -14,7 +14,8 @@ Two modes share this one step:
   layer on every real token of the remaining rows.
 
 Where a family's modules live and what its attention adds is a small *layout* class per family
-(:class:`BertLayout`, :class:`MPNetLayout`, chosen by ``config.model_type`` from :data:`LAYOUTS`).
+(:class:`BertLayout`, :class:`MPNetLayout`), registered by ``config.model_type`` in the one layout table of
+:mod:`hashee.core.layouts` (role ``encoder``; a family without one of its own runs as BERT's).
 MPNet adds a relative position bias, shared by all layers, to the attention scores; it is built
 from each gathered query's and key's original position in its sequence, once per plan.
 """
@@ -32,6 +33,8 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from hashee.core.attention import attention
+from hashee.core.layouts import layout_for as registered_layout
+from hashee.core.layouts import register_layout
 
 
 @dataclass
@@ -188,9 +191,11 @@ def fused_linear(linears: tuple[nn.Module, ...]) -> tuple[torch.Tensor, torch.Te
     return cached[1], cached[2]
 
 
-LayerParts = tuple[nn.Module, nn.Module, nn.Module, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
+# What the encoder reads of a layer: its query, key and value projections and its attention output step
+AttentionHooks = tuple[nn.Module, nn.Module, nn.Module, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
 
 
+@register_layout("encoder", "bert")
 class BertLayout(nn.Module):
     """BERT, RoBERTa, MiniLM, ...: ``attention.self.{query,key,value}``, ``attention.output(context, input)``.
 
@@ -211,13 +216,14 @@ class BertLayout(nn.Module):
         return embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
 
     @staticmethod
-    def parts(layer: nn.Module) -> LayerParts:
+    def parts(layer: nn.Module) -> AttentionHooks:
         """Query, key and value projections of ``layer`` and its attention output
         (``(context, input) ->`` projection, dropout, residual, LayerNorm)."""
         attn = layer.attention.self
         return attn.query, attn.key, attn.value, layer.attention.output
 
 
+@register_layout("encoder", "mpnet")
 class MPNetLayout(BertLayout):
     """MPNet: ``attention.attn.{q,k,v,o}`` + ``attention.LayerNorm``, no token types, and a relative
     position bias (one ``[buckets, heads]`` table shared by all layers) added to the attention scores.
@@ -240,7 +246,7 @@ class MPNetLayout(BertLayout):
         return embeddings(input_ids=input_ids)
 
     @staticmethod
-    def parts(layer: nn.Module) -> LayerParts:
+    def parts(layer: nn.Module) -> AttentionHooks:
         attn = layer.attention.attn
         return attn.q, attn.k, attn.v, functools.partial(_mpnet_attention_output, layer.attention)
 
@@ -285,12 +291,9 @@ def relative_position_bucket(relative_position: torch.Tensor, num_buckets: int =
     return ret + torch.where(n < max_exact, n, large)
 
 
-LAYOUTS: dict[str, type[BertLayout]] = {"mpnet": MPNetLayout}  # config.model_type -> layout; default BertLayout
-
-
 def layout_for(model: PreTrainedModel) -> BertLayout:
-    """The layout of ``model``'s family (BERT's unless :data:`LAYOUTS` names another)."""
-    return LAYOUTS.get(getattr(model.config, "model_type", ""), BertLayout)(model)
+    """The encoder layout of ``model``'s family, bound to it (BERT's unless the layout table names another)."""
+    return registered_layout("encoder", getattr(model.config, "model_type", ""))(model)
 
 
 class MultiExitEncoder(nn.Module):

@@ -10,15 +10,15 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
 from hashee.core.backbone import resolve_path
 from hashee.core.errors import ConfigError
-from hashee.seq2seq.layouts import layout_for
+from hashee.seq2seq.layouts import seq2seq_layout
 
 
 @dataclass
 class Seq2SeqBackbone:
-    """A loaded encoder-decoder: its modules (``kind`` says which layout), tokenizer and ids."""
+    """A loaded encoder-decoder: its modules (``model_type`` names its layout), tokenizer and ids."""
 
     name: str
-    kind: str  # its layout: a key of hashee.seq2seq.layouts.LAYOUTS ("bert2bert" | "bart")
+    model_type: str  # the checkpoint family: its seq2seq layout in the table of hashee.core.layouts ("bert" | "bart")
     model: nn.Module
     tokenizer: PreTrainedTokenizerBase
     source: str
@@ -36,10 +36,10 @@ def load_seq2seq_backbone(cfg: Mapping[str, Any]) -> Seq2SeqBackbone:
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         config = AutoConfig.from_pretrained(path, **overrides)
-        layout = layout_for(config.model_type, str(cfg.get("name", path)))
+        layout = seq2seq_layout(config.model_type, str(cfg.get("name", path)))
         model = layout.load(path, config, random_init, overrides)
         start, eos, pad = layout.special_ids(config, tokenizer)
     except OSError as exc:
         raise ConfigError(f"backbone '{cfg.get('name', path)}': cannot load '{path}': {str(exc).splitlines()[0]}") from exc
-    return Seq2SeqBackbone(str(cfg.get("name", path)), layout.kind, model, tokenizer, "random" if random_init else path,
+    return Seq2SeqBackbone(str(cfg.get("name", path)), config.model_type, model, tokenizer, "random" if random_init else path,
                            int(start), int(eos), int(pad))

@@ -1,5 +1,6 @@
-"""One adapter per encoder-decoder layout (:data:`LAYOUTS`, by ``kind``): how a family loads, where its
-modules are, how it embeds tokens and reads out vocabulary logits.
+"""One adapter per encoder-decoder family, registered by the checkpoint's ``config.model_type`` in the one layout
+table of :mod:`hashee.core.layouts` (role ``seq2seq``): how a family loads, where its modules are, how it embeds
+tokens and reads out vocabulary logits.
 
 - :class:`Bert2BertLayout`: a BERT checkpoint warm-started as an encoder-decoder (BERT2BERT, Rothe et al.
   2020): the encoder and the decoder both start from the checkpoint, the decoder's cross-attention and LM
@@ -22,6 +23,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedTokenizerBase
 
 from hashee.core.errors import ConfigError
+from hashee.core.layouts import families, layout_for, register_layout
 from hashee.seq2seq.parts import AttentionParts, LayerParts
 
 
@@ -84,8 +86,6 @@ class Sizes:
 class Seq2SeqLayout:
     """One encoder-decoder family, bound to a loaded model (it holds no weights of its own)."""
 
-    kind: ClassVar[str] = ""
-    model_type: ClassVar[str] = ""  # the checkpoint's config.model_type this layout loads
     head_transform: ClassVar[bool] = False  # the LM head has a dense + LayerNorm transform (2*d^2 FLOPs per token)
 
     def __init__(self, model: nn.Module) -> None:
@@ -127,11 +127,10 @@ class Seq2SeqLayout:
         raise NotImplementedError
 
 
+@register_layout("seq2seq", "bert")
 class Bert2BertLayout(Seq2SeqLayout):
     """``nn.ModuleDict(encoder=BertModel, decoder=BertLMHeadModel)`` (see the module docstring)."""
 
-    kind = "bert2bert"
-    model_type = "bert"
     head_transform = True
 
     load = staticmethod(_load_bert2bert)
@@ -171,11 +170,10 @@ class Bert2BertLayout(Seq2SeqLayout):
         return self.model["decoder"].cls(hidden)
 
 
+@register_layout("seq2seq", "bart")
 class BartLayout(Seq2SeqLayout):
     """``BartForConditionalGeneration``."""
 
-    kind = "bart"
-    model_type = "bart"
     head_transform = False
 
     @staticmethod
@@ -216,12 +214,10 @@ class BartLayout(Seq2SeqLayout):
         return self.model.lm_head(hidden) + self.model.final_logits_bias
 
 
-LAYOUTS: dict[str, type[Seq2SeqLayout]] = {layout.kind: layout for layout in (Bert2BertLayout, BartLayout)}
-
-
-def layout_for(model_type: str, backbone: str) -> type[Seq2SeqLayout]:
-    """The layout that loads checkpoints of ``model_type``, or a one-line ConfigError."""
-    for layout in LAYOUTS.values():
-        if layout.model_type == model_type:
-            return layout
-    raise ConfigError(f"backbone '{backbone}': generation needs a BERT or BART checkpoint, got model_type {model_type!r}")
+def seq2seq_layout(model_type: str, backbone: str) -> type[Seq2SeqLayout]:
+    """The encoder-decoder layout of checkpoints of ``model_type``, or a one-line ConfigError."""
+    layout = layout_for("seq2seq", model_type)
+    if layout is None:
+        raise ConfigError(f"backbone '{backbone}': generation needs a checkpoint of model_type "
+                          f"{' or '.join(families('seq2seq'))}, got {model_type!r}")
+    return layout

@@ -27,7 +27,7 @@ from torch import nn
 from hashee.core.attention import attention
 from hashee.core.encoder import Gather, make_gather, to_grid
 from hashee.seq2seq.backbone import Seq2SeqBackbone
-from hashee.seq2seq.layouts import LAYOUTS
+from hashee.seq2seq.layouts import seq2seq_layout
 from hashee.seq2seq.parts import LayerParts, attention_block, feed_forward
 
 # After decoder layer ``index`` (0-based, below the last), the states ``[k, d]`` of the k rows computed there ->
@@ -113,9 +113,9 @@ class Seq2SeqNetwork(nn.Module):
 
     def __init__(self, backbone: Seq2SeqBackbone) -> None:
         super().__init__()
-        self.kind = backbone.kind
+        self.model_type = backbone.model_type
         self.model = backbone.model
-        self.layout = LAYOUTS[backbone.kind](backbone.model)
+        self.layout = seq2seq_layout(backbone.model_type, backbone.name)(backbone.model)
         self.start_id, self.eos_id, self.pad_id = backbone.start_id, backbone.eos_id, backbone.pad_id
         self.attention_impl = "auto"  # a kernel of hashee.core.attention; "math" is visible to FLOP counters
         self.encoder_parts, self.decoder_parts = self.layout.encoder_parts(), self.layout.decoder_parts()
