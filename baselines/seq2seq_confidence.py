@@ -69,6 +69,8 @@ def middle_threshold(curve: Sequence[Mapping[str, Any]], target: float) -> float
 class ConfidenceExit(Seq2SeqModule):
     """The shared LM head after every decoder layer; a token exits once its top-1 probability exceeds ``threshold``."""
 
+    seq2seq_target = "baselines.seq2seq_confidence.ConfidenceExit"  # generation only: itself
+
     def __init__(self, spec: GenerationSpec, backbone: Seq2SeqBackbone, optim: Mapping[str, Any],
                  generation: Mapping[str, Any], threshold: float = 0.9,
                  threshold_grid: Sequence[float] = (0.0, 0.5, 0.9, 1.0), refine_steps: int = 4,

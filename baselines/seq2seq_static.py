@@ -1,6 +1,6 @@
 """Static truncation for generation: the first k layers of the encoder and of the decoder (docs/methods.md section 6).
 
-The generation class of method ``static`` (``seq2seq_target`` in conf/method/static.yaml). No exit decision: every
+The generation class of method ``static`` (``StaticExit.seq2seq_target``). No exit decision: every
 source token runs encoder layers 1..k, every decoder token decoder layers 1..k, the cross-attention keys/values
 are computed for those k layers only and the LM head reads decoder layer k. It is trained as such (the
 teacher-forced cross-entropy of the truncated model) and decodes with a k-layer cache; the layers above k never

@@ -301,3 +301,19 @@ def test_generation_refuses_methods_and_targets_it_cannot_run(run_tiny):
         _tiny_generation(run_tiny, "method=hashee", "hash=mi", name="mi")
     with pytest.raises(ConfigError, match="unreachable for generation"):
         _tiny_generation(run_tiny, "method=hashee", "target_speedup=3", name="far")
+
+
+def test_the_generation_class_is_the_method_classs_and_a_config_mirror_must_agree():
+    from hashee.core.errors import ConfigError
+    from hashee.experiments.generation import generation_class
+
+    assert generation_class({"_target_": "hashee.methods.hashee.HashEE", "name": "hashee",
+                             "seq2seq_target": "hashee.methods.seq2seq_hashee.Seq2SeqHashEE"}) == \
+        "hashee.methods.seq2seq_hashee.Seq2SeqHashEE"
+    assert generation_class({"_target_": "baselines.static.StaticExit", "name": "static"}) == \
+        "baselines.seq2seq_static.Seq2SeqStatic"
+    with pytest.raises(ConfigError, match="method.seq2seq_target=hashee.methods.seq2seq_full.Seq2SeqModule"):
+        generation_class({"_target_": "hashee.methods.hashee.HashEE", "name": "hashee",
+                          "seq2seq_target": "hashee.methods.seq2seq_full.Seq2SeqModule"})
+    with pytest.raises(ConfigError, match="does not support generation"):
+        generation_class({"_target_": "baselines.deebert.DeeBERT", "name": "deebert"})

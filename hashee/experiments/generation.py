@@ -1,9 +1,9 @@
 """The generation run (``experiment=default`` on a ``label_type: generation`` task): task -> pairs ->
 encoder-decoder method -> prepare -> train (select on val) -> calibrate (val) -> generate -> ROUGE + cost.
 
-The method config names its generation class in ``seq2seq_target`` (full, hashee and confidence do), or its
-class does, as a ``seq2seq_target`` attribute (static: a new key in its config would change the fingerprint of
-every recorded static run); other methods refuse generation tasks with one line.
+A method's class names the class that runs it on generation tasks (its ``seq2seq_target`` attribute: full,
+hashee, static, confidence); other methods refuse generation tasks with one line. The ``seq2seq_target`` keys of
+conf/method/full.yaml and hashee.yaml only mirror it (they are in the fingerprints of recorded runs) and must agree.
 
 Cost block (docs/methods.md sections 3 and 6), on the reported split:
 - ``flops`` / ``flops_full``: analytic FLOPs of the method's generation, and of the same decoding
@@ -48,14 +48,23 @@ from hashee.tasks.rouge import example_rouge, rouge_scores
 SAMPLES_IN_RESULTS = 8
 
 
-def build_module(cfg: DictConfig, spec: GenerationSpec, backbone: Any) -> Seq2SeqModule:
-    """Instantiate the method's generation class (``method.seq2seq_target``, else its class's ``seq2seq_target``)."""
-    method = OmegaConf.to_container(cfg.method, resolve=True)
-    target = method.pop("seq2seq_target", None) or getattr(get_class(str(method["_target_"])), "seq2seq_target", None)
+def generation_class(method: dict[str, Any]) -> str:
+    """The class a method runs on generation tasks: its class's ``seq2seq_target``; a ``seq2seq_target`` key in the
+    config (a mirror kept for recorded fingerprints) must name the same one."""
+    target = getattr(get_class(str(method["_target_"])), "seq2seq_target", None)
     if not target:
-        raise ConfigError(f"method {cfg.method.name!r} does not support generation tasks (use method=full, hashee, "
+        raise ConfigError(f"method {method.get('name')!r} does not support generation tasks (use method=full, hashee, "
                           "static or confidence)")
-    method["_target_"] = target
+    mirror = method.pop("seq2seq_target", None)
+    if mirror is not None and mirror != target:
+        raise ConfigError(f"method.seq2seq_target={mirror}: {method['_target_']} generates with {target}")
+    return target
+
+
+def build_module(cfg: DictConfig, spec: GenerationSpec, backbone: Any) -> Seq2SeqModule:
+    """Instantiate the method's generation class (:func:`generation_class`)."""
+    method = OmegaConf.to_container(cfg.method, resolve=True)
+    method["_target_"] = generation_class(method)
     return instantiate_method(method, spec=spec, backbone=backbone, optim=cfg.optim, generation=cfg.generation)
 
 

@@ -15,6 +15,8 @@ from hashee.methods.registry import MethodContract, register
 class FullModel(ExitModule):
     """Fine-tunes backbone + pooler + classifier (CE, or MSE for regression)."""
 
+    seq2seq_target = "hashee.methods.seq2seq_full.Seq2SeqModule"  # the class that runs generation tasks
+
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.full_logits(batch)
 

@@ -47,6 +47,7 @@ class HashEE(ExitModule):
     """Token-level hash-based early exit on the shared encoder."""
 
     training_uses_target = True  # the hash (hence what is trained) is chosen for the target
+    seq2seq_target = "hashee.methods.seq2seq_hashee.Seq2SeqHashEE"  # the class that runs generation tasks
 
     def __init__(self, spec: TaskSpec, backbone: Backbone, optim: Mapping[str, Any], hash: Mapping[str, Any],
                  knobs: Mapping[str, Any], name: str = "hashee") -> None:
