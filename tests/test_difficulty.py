@@ -282,13 +282,17 @@ def test_unknown_difficulty_target_is_a_config_error_before_training(tmp_path):
     assert not (tmp_path / "run" / "results.json").exists()
 
 
-def _difficulty_run(folder: Path, seed: int, target: np.ndarray, preds: dict) -> None:
+def _difficulty_run(folder: Path, seed: int, target: np.ndarray, preds: dict, correct: np.ndarray | None = None,
+                    task: str = "sst2") -> None:
     folder.mkdir(parents=True)
-    np.savez_compressed(folder / "difficulty.npz", target=target, **{f"pred_{n}": p for n, p in preds.items()})
+    label = np.arange(len(target)) % 2
+    correct = target if correct is None else correct
+    np.savez_compressed(folder / "difficulty.npz", target=target, correct=correct, label=label,
+                        **{f"pred_{n}": p for n, p in preds.items()})
     scored = {n: {"exit_layer": exit_layer_scores(target, p)} for n, p in preds.items()}
     against = [{"learned": "encoder", "trivial": n} for n in ("majority", "length", "confidence")]
     (folder / "results.json").write_text(json.dumps({
-        "experiment": "difficulty_model", "status": "complete", "task": "sst2", "seed": seed, "predictors": scored,
+        "experiment": "difficulty_model", "status": "complete", "task": task, "seed": seed, "predictors": scored,
         "against_trivial": against,
         "primary_predictor": "encoder", "splits": {"predictor_test": len(target)},
         "difficulty_histogram": np.bincount(exit_layers(target) - 1, minlength=target.shape[1] + 1).tolist()}))
@@ -328,3 +332,22 @@ def test_export_keeps_the_difficulty_vectors(tmp_path):
     assert export_study(tmp_path / "sweep", tmp_path / "out") == 1
     assert (tmp_path / "out" / "runs" / "seed=0" / "difficulty.npz").is_file()
     assert difficulty.task_tables(difficulty.difficulty_runs(tmp_path / "out"))["sst2"]["accuracy"]["encoder"] == 1.0
+
+
+def test_a_task_whose_heads_predict_one_class_is_not_testable(tmp_path):
+    """MRPC's multi-exit model on half its pool predicted the majority class at layers 1-3 for every example: its
+    "difficulty" is then the label. Mutation caught: the one-class check removed (the claim line then reads as an
+    answer)."""
+    from hashee.reports import difficulty
+    from hashee.reports.docs import render
+
+    rng = np.random.default_rng(2)
+    label = np.arange(200) % 2
+    correct = np.stack([label == 1, label == 1, rng.random(200) < 0.7], axis=1).astype(int)  # layers 1-2: always 1
+    target = stays_correct(correct)
+    _difficulty_run(tmp_path / "study" / "seed=0", 0, target, {"encoder": target, "majority": 1 - target,
+                    "length": 1 - target, "confidence": 1 - target}, correct=correct, task="mrpc")
+    table = difficulty.task_tables(difficulty.difficulty_runs(tmp_path / "study"))["mrpc"]
+    assert table["one_class"] == {0: [1, 2]}
+    assert "- mrpc (1 seed): **not testable**: the multi-exit model's heads predict one class for every example " \
+           "(seed 0: layers 1, 2)" in render(tmp_path / "study", "difficulty_claim")

@@ -52,6 +52,15 @@ def trivial_predictors(run: dict[str, Any], names: list[str]) -> list[str]:
     return [n for n in names if n in named]
 
 
+def one_class_layers(run: dict[str, Any]) -> list[int]:
+    """The 1-based layers whose head predicts one class for every predictor-test example of the run (its
+    correctness is then the label itself: ``correct == (label == k)`` for one class ``k``)."""
+    with np.load(Path(run["run_dir"]) / DIFFICULTY_FILE) as outputs:
+        correct, label = outputs["correct"].astype(bool), outputs["label"]
+    return [layer + 1 for layer in range(correct.shape[1])
+            if any(np.array_equal(correct[:, layer], label == k) for k in np.unique(label))]
+
+
 def verdict(interval: MeanInterval) -> str:
     if interval.low > 0:
         return "learned better"
@@ -74,13 +83,14 @@ def task_tables(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         trivial = trivial_predictors(task_runs[0], names)
         learned = [n for n in names if n not in trivial]
         histogram = np.sum([run["difficulty_histogram"] for run in task_runs], axis=0)
+        one_class = {run["seed"]: found for run in task_runs if (found := one_class_layers(run))}
         tables[task] = {
             "seeds": [run["seed"] for run in task_runs], "primary": task_runs[0]["primary_predictor"], "trivial": trivial,
             "examples": [int(run["splits"]["predictor_test"]) for run in task_runs],
             "accuracy": {n: float(np.mean([s[n].mean() for s in scores])) for n in names},
             "exit_exact": {n: float(np.mean([run["predictors"][n]["exit_layer"]["exact"] for run in task_runs]))
                            for n in names},
-            "difficulty_share": (histogram / histogram.sum()).tolist(),
+            "difficulty_share": (histogram / histogram.sum()).tolist(), "one_class": one_class,
             "comparisons": [{"learned": a, "trivial": b,
                              "interval": seeds_and_examples_interval([s[a] - s[b] for s in scores])}
                             for a in learned for b in trivial],
@@ -103,6 +113,11 @@ def claim_line(task: str, table: dict[str, Any]) -> str:
     against = "; ".join(f"{verb} {', '.join(names)}" for verb, names in groups.items() if names)
     seeds = len(table["seeds"])
     head = f"- {task} ({seeds} seed{'s' if seeds != 1 else ''}): the learned {primary} predictor"
+    if table["one_class"]:
+        flagged = "; ".join(f"seed {seed}: layers {', '.join(map(str, layers))}" for seed, layers in table["one_class"].items())
+        return (f"- {task} ({seeds} seed{'s' if seeds != 1 else ''}): **not testable**: the multi-exit model's heads predict "
+                f"one class for every example ({flagged}), so the difficulty labels encode the class, not difficulty "
+                f"(the learned {primary} predictor {against}).")
     if rows and len(groups["beats"]) == len(rows):
         return f"{head} beats every trivial predictor at 95 % ({against}): claim (a) does **not** hold here."
     return f"{head} does not beat every trivial predictor ({against}): claim (a) holds here."
