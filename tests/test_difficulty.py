@@ -334,10 +334,10 @@ def test_export_keeps_the_difficulty_vectors(tmp_path):
     assert difficulty.task_tables(difficulty.difficulty_runs(tmp_path / "out"))["sst2"]["accuracy"]["encoder"] == 1.0
 
 
-def test_a_task_whose_heads_predict_one_class_is_not_testable(tmp_path):
-    """MRPC's multi-exit model on half its pool predicted the majority class at layers 1-3 for every example: its
-    "difficulty" is then the label. Mutation caught: the one-class check removed (the claim line then reads as an
-    answer)."""
+def test_layers_whose_heads_predict_one_class_are_left_out(tmp_path):
+    """MRPC's multi-exit model on half its pool predicted the majority class at layers 1-3 for every example: there
+    its "difficulty" is the label. Those layers are left out of the scores, and a task with no other layer is not
+    testable. Mutation caught: the one-class check removed (the comparison then scores the class)."""
     from hashee.reports import difficulty
     from hashee.reports.docs import render
 
@@ -345,9 +345,16 @@ def test_a_task_whose_heads_predict_one_class_is_not_testable(tmp_path):
     label = np.arange(200) % 2
     correct = np.stack([label == 1, label == 1, rng.random(200) < 0.7], axis=1).astype(int)  # layers 1-2: always 1
     target = stays_correct(correct)
-    _difficulty_run(tmp_path / "study" / "seed=0", 0, target, {"encoder": target, "majority": 1 - target,
+    learned = target.copy()
+    learned[:, :2] = 1 - learned[:, :2]  # wrong on the one-class layers only: a perfect predictor where it counts
+    _difficulty_run(tmp_path / "study" / "seed=0", 0, target, {"encoder": learned, "majority": 1 - target,
                     "length": 1 - target, "confidence": 1 - target}, correct=correct, task="mrpc")
     table = difficulty.task_tables(difficulty.difficulty_runs(tmp_path / "study"))["mrpc"]
-    assert table["one_class"] == {0: [1, 2]}
-    assert "- mrpc (1 seed): **not testable**: the multi-exit model's heads predict one class for every example " \
-           "(seed 0: layers 1, 2)" in render(tmp_path / "study", "difficulty_claim")
+    assert table["one_class"] == {0: [1, 2]} and table["accuracy"]["encoder"] == 1.0  # layer 3 alone
+    text = render(tmp_path / "study", "difficulty_claim")
+    assert "- mrpc (1 seed): the learned encoder predictor beats every trivial predictor at 95 %" in text
+    assert "Left out: layers whose head predicts one class for every example (seed 0: layers 1, 2)" in text
+    _difficulty_run(tmp_path / "flat" / "seed=0", 0, stays_correct(np.stack([label == 1] * 3, axis=1)),
+                    {"encoder": target, "majority": target, "length": target, "confidence": target},
+                    correct=np.stack([label == 1] * 3, axis=1).astype(int), task="mrpc")
+    assert "- mrpc (1 seed): **not testable**" in render(tmp_path / "flat", "difficulty_claim")

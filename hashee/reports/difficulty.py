@@ -39,11 +39,15 @@ def is_study(study: Path) -> bool:
     return Path(study).is_dir() and bool(difficulty_runs(study))
 
 
-def agreement(run: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Per predictor, the share of layers it predicts right on each predictor-test example of one run."""
-    outputs = np.load(Path(run["run_dir"]) / DIFFICULTY_FILE)
-    target = outputs["target"]
-    return {name: (outputs[f"pred_{name}"] == target).mean(axis=1) for name in run["predictors"]}
+def agreement(run: dict[str, Any], excluded: list[int]) -> dict[str, np.ndarray]:
+    """Per predictor, the share of layers it predicts right on each predictor-test example of one run, over the
+    layers not ``excluded`` (1-based); empty arrays when every layer is."""
+    with np.load(Path(run["run_dir"]) / DIFFICULTY_FILE) as outputs:
+        target = outputs["target"]
+        kept = [layer for layer in range(target.shape[1]) if layer + 1 not in excluded]
+        if not kept:
+            return {name: np.zeros(0) for name in run["predictors"]}
+        return {name: (outputs[f"pred_{name}"][:, kept] == target[:, kept]).mean(axis=1) for name in run["predictors"]}
 
 
 def trivial_predictors(run: dict[str, Any], names: list[str]) -> list[str]:
@@ -71,19 +75,22 @@ def verdict(interval: MeanInterval) -> str:
 
 def task_tables(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per task: the seeds, each predictor's mean per-layer accuracy and exit-layer exact share (mean over seeds),
-    the share of examples at each model-defined difficulty, and every learned-minus-trivial comparison."""
+    the share of examples at each model-defined difficulty, and every learned-minus-trivial comparison. Layers whose
+    head predicts one class for every example (:func:`one_class_layers`) are left out of the scores: their labels
+    are the class, not a difficulty."""
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
         by_task[run["task"]].append(run)
     tables = {}
     for task, task_runs in sorted(by_task.items()):
         task_runs.sort(key=lambda r: r["seed"])
-        scores = [agreement(run) for run in task_runs]
-        names = [n for n in task_runs[0]["predictors"] if all(n in s for s in scores)]
+        one_class = {run["seed"]: found for run in task_runs if (found := one_class_layers(run))}
+        scores = [agreement(run, one_class.get(run["seed"], [])) for run in task_runs]
+        scores = [s for s in scores if all(len(v) for v in s.values())]  # seeds with a layer left to score
+        names = [n for n in task_runs[0]["predictors"] if scores and all(n in s for s in scores)]
         trivial = trivial_predictors(task_runs[0], names)
         learned = [n for n in names if n not in trivial]
         histogram = np.sum([run["difficulty_histogram"] for run in task_runs], axis=0)
-        one_class = {run["seed"]: found for run in task_runs if (found := one_class_layers(run))}
         tables[task] = {
             "seeds": [run["seed"] for run in task_runs], "primary": task_runs[0]["primary_predictor"], "trivial": trivial,
             "examples": [int(run["splits"]["predictor_test"]) for run in task_runs],
@@ -112,15 +119,18 @@ def claim_line(task: str, table: dict[str, Any]) -> str:
     groups["ties"] = [c["trivial"] for c in rows if c["trivial"] not in groups["beats"] + groups["loses to"]]
     against = "; ".join(f"{verb} {', '.join(names)}" for verb, names in groups.items() if names)
     seeds = len(table["seeds"])
-    head = f"- {task} ({seeds} seed{'s' if seeds != 1 else ''}): the learned {primary} predictor"
-    if table["one_class"]:
-        flagged = "; ".join(f"seed {seed}: layers {', '.join(map(str, layers))}" for seed, layers in table["one_class"].items())
-        return (f"- {task} ({seeds} seed{'s' if seeds != 1 else ''}): **not testable**: the multi-exit model's heads predict "
-                f"one class for every example ({flagged}), so the difficulty labels encode the class, not difficulty "
-                f"(the learned {primary} predictor {against}).")
-    if rows and len(groups["beats"]) == len(rows):
-        return f"{head} beats every trivial predictor at 95 % ({against}): claim (a) does **not** hold here."
-    return f"{head} does not beat every trivial predictor ({against}): claim (a) holds here."
+    head = f"- {task} ({seeds} seed{'s' if seeds != 1 else ''}): "
+    flagged = "; ".join(f"seed {seed}: layer{'s' if len(layers) > 1 else ''} {', '.join(map(str, layers))}"
+                        for seed, layers in table["one_class"].items())
+    if not rows:
+        return (f"{head}**not testable**: the multi-exit model's heads predict one class for every example at every "
+                f"layer ({flagged}): its difficulty labels are the class.")
+    note = (f" Left out: layers whose head predicts one class for every example ({flagged}), whose labels are the "
+            "class, not a difficulty." if flagged else "")
+    if len(groups["beats"]) == len(rows):
+        return (f"{head}the learned {primary} predictor beats every trivial predictor at 95 % ({against}): claim (a) "
+                f"does **not** hold here.{note}")
+    return f"{head}the learned {primary} predictor does not beat every trivial predictor ({against}): claim (a) holds here.{note}"
 
 
 def claim_lines(tables: dict[str, dict[str, Any]]) -> list[str]:
