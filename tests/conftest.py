@@ -80,3 +80,13 @@ def run_tiny(tmp_path):
         return run_experiment(cfg, tmp_path / name)
 
     return run
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for a test (restored after): small matrices run as fast, and never stall when the CPUs are
+    busy with other work. Modules use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -25,13 +25,7 @@ HUMAN_FILE = FIXTURES / "snli_human.tsv"
 EXP = {"seed": 0, "pool_b_fraction": 0.5, "a_val_fraction": 0.1, "predictor_test_fraction": 0.3}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: tiny models run faster, and never stall when the CPUs are busy (restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread per test
 
 
 def _rows(count: int, seed: int = 0) -> list[dict]:

@@ -31,13 +31,7 @@ LAYERWISE = {"deebert": DeeBERT, "pabee": PABEE, "berxit": BERxiT, "pcee": PCEE}
 ROWS = {"tiny_backbone": REAL_TEXT[:3], "minilm_backbone": REAL_TEXT[2:3]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small matrices: one thread is as fast, and far faster on a machine busy with other work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread per test
 
 
 def with_pooling(backbone: Backbone, pooling: str) -> Backbone:

@@ -34,13 +34,7 @@ GENERATION = {"max_new_tokens": 8, "num_beams": 1}
 SMALL_VOCAB = 128
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small matrices: one thread is as fast, and far faster on a machine busy with other work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread per test
 
 
 def tiny_backbone(**config):
@@ -138,6 +132,17 @@ def test_confidence_batched_greedy_equals_batch_one_with_exits_at_several_layers
     assert [sum(x) for x in zip(*(one.exit_layers for one in alone))] == layers
 
 
+def generate_counting_flops(module, batch):
+    """Greedy generation with the explicit attention kernel (visible to the counter), and the FLOPs counted."""
+    module.net.attention_impl = "math"
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            out = module.generate(batch)
+    finally:
+        module.net.attention_impl = "auto"
+    return out, counter.get_total_flops()
+
+
 @pytest.mark.parametrize("where", ["inside", "never", "first"])
 def test_confidence_flops_match_the_counter(backbone, where):
     """Analytic FLOPs of a confidence-exit generation (an LM head after every layer a token runs, the copied-up
@@ -146,13 +151,8 @@ def test_confidence_flops_match_the_counter(backbone, where):
     batch = text_batch(backbone, REAL_TEXT[2:3], TARGETS[2:3])  # one sequence: no padding in any grid
     fixed = {"never": 1.0, "first": 0.0}
     module.threshold = fixed[where] if where in fixed else threshold_inside(layer_confidences(module, batch))
-    module.net.attention_impl = "math"
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            out = module.generate(batch)
-    finally:
-        module.net.attention_impl = "auto"
-    assert counter.get_total_flops() == pytest.approx(out.flops, rel=1e-9)
+    out, counted = generate_counting_flops(module, batch)
+    assert counted == pytest.approx(out.flops, rel=1e-9)
     steps, depth = out.generated_tokens, module.net.decoder_layers
     if where == "never":  # every layer runs, and the head is read after each: L - 1 extra heads a token
         assert out.exit_layers == [0, 0, steps]
@@ -268,13 +268,8 @@ def test_static_decoder_cache_is_exact_against_a_model_built_with_k_layers(backb
 def test_static_generation_flops_match_the_counter(backbone):
     module = Seq2SeqStatic(SPEC, backbone, OPTIM, GENERATION, layers=1).eval()
     batch = text_batch(backbone, REAL_TEXT[2:3], TARGETS[2:3])
-    module.net.attention_impl = "math"
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            out = module.generate(batch)
-    finally:
-        module.net.attention_impl = "auto"
-    assert counter.get_total_flops() == pytest.approx(out.flops, rel=1e-9) and out.flops < out.flops_full
+    out, counted = generate_counting_flops(module, batch)
+    assert counted == pytest.approx(out.flops, rel=1e-9) and out.flops < out.flops_full
 
 
 def test_static_picks_k_on_validation_pairs_with_the_generation_cost(backbone):
