@@ -24,8 +24,9 @@ from baselines.pcee import PCEE
 from hashee.tasks.metrics import predictions
 from tests.conftest import REAL_TEXT
 from tests.test_baselines import build, spread_heads
-from tests.test_flops_exact import METHODS, build_method, one_thread  # noqa: F401 - autouse fixture
+from tests.test_flops_exact import METHODS, build_method
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread per test
 TEXTS = [*REAL_TEXT, REAL_TEXT[3]]  # the duplicate ties row 3 exactly
 
 
