@@ -39,15 +39,19 @@ def is_study(study: Path) -> bool:
     return Path(study).is_dir() and bool(difficulty_runs(study))
 
 
-def agreement(run: dict[str, Any], excluded: list[int]) -> dict[str, np.ndarray]:
+def per_example_outputs(run: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A run's ``difficulty.npz``, read once."""
+    with np.load(Path(run["run_dir"]) / DIFFICULTY_FILE) as outputs:
+        return {key: outputs[key] for key in outputs.files}
+
+
+def agreement(outputs: dict[str, np.ndarray], predictors: list[str], excluded: list[int]) -> dict[str, np.ndarray]:
     """Per predictor, the share of layers it predicts right on each predictor-test example of one run, over the
     layers not ``excluded`` (1-based); empty arrays when every layer is."""
-    with np.load(Path(run["run_dir"]) / DIFFICULTY_FILE) as outputs:
-        target = outputs["target"]
-        kept = [layer for layer in range(target.shape[1]) if layer + 1 not in excluded]
-        if not kept:
-            return {name: np.zeros(0) for name in run["predictors"]}
-        return {name: (outputs[f"pred_{name}"][:, kept] == target[:, kept]).mean(axis=1) for name in run["predictors"]}
+    target = outputs["target"]
+    kept = [layer for layer in range(target.shape[1]) if layer + 1 not in excluded]
+    return {name: (outputs[f"pred_{name}"][:, kept] == target[:, kept]).mean(axis=1) if kept else np.zeros(0)
+            for name in predictors}
 
 
 def trivial_predictors(run: dict[str, Any], names: list[str]) -> list[str]:
@@ -56,11 +60,10 @@ def trivial_predictors(run: dict[str, Any], names: list[str]) -> list[str]:
     return [n for n in names if n in named]
 
 
-def one_class_layers(run: dict[str, Any]) -> list[int]:
-    """The 1-based layers whose head predicts one class for every predictor-test example of the run (its
+def one_class_layers(outputs: dict[str, np.ndarray]) -> list[int]:
+    """The 1-based layers whose head predicts one class for every predictor-test example of a run (its
     correctness is then the label itself: ``correct == (label == k)`` for one class ``k``)."""
-    with np.load(Path(run["run_dir"]) / DIFFICULTY_FILE) as outputs:
-        correct, label = outputs["correct"].astype(bool), outputs["label"]
+    correct, label = outputs["correct"].astype(bool), outputs["label"]
     return [layer + 1 for layer in range(correct.shape[1])
             if any(np.array_equal(correct[:, layer], label == k) for k in np.unique(label))]
 
@@ -84,8 +87,10 @@ def task_tables(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     tables = {}
     for task, task_runs in sorted(by_task.items()):
         task_runs.sort(key=lambda r: r["seed"])
-        one_class = {run["seed"]: found for run in task_runs if (found := one_class_layers(run))}
-        scores = [agreement(run, one_class.get(run["seed"], [])) for run in task_runs]
+        outputs = [per_example_outputs(run) for run in task_runs]
+        one_class = {run["seed"]: found for run, out in zip(task_runs, outputs) if (found := one_class_layers(out))}
+        scores = [agreement(out, list(run["predictors"]), one_class.get(run["seed"], []))
+                  for run, out in zip(task_runs, outputs)]
         scores = [s for s in scores if all(len(v) for v in s.values())]  # seeds with a layer left to score
         names = [n for n in task_runs[0]["predictors"] if scores and all(n in s for s in scores)]
         trivial = trivial_predictors(task_runs[0], names)
