@@ -292,6 +292,32 @@ def test_generation_runs_end_to_end_with_hashee_and_full(run_tiny, tmp_path):
     assert low <= saved["primary"] <= high
     full = _tiny_generation(run_tiny, "method=full", name="full")
     assert full["cost"]["flops_speedup"] == pytest.approx(1.0)
+    check_exit_diagnostics(tmp_path, saved)
+
+
+def check_exit_diagnostics(sweep, saved):
+    """hashee-generation-exits on the two runs above: the recorded run is reproduced, switching a stack's exits off
+    moves the FLOPs speed-up between the recorded one and 1, and the loss by exit layer is the checkpoint's loss."""
+    from hashee.cli.generation_exits import main
+    from hashee.reports.generation import exits_markdown
+
+    assert main([str(sweep), "--out", str(sweep / "exits.json")]) == 0
+    record = json.loads((sweep / "exits.json").read_text())
+    (entry,) = record["runs"]
+    assert (entry["run"], entry["full_run"], entry["verified"]) == ("hashee", "full", True)
+    stacks = entry["stacks"]
+    assert stacks["both"]["rougeL"] == pytest.approx(saved["primary"], abs=1e-12)
+    assert stacks["both"]["flops_speedup"] == pytest.approx(saved["cost"]["flops_speedup"])
+    assert stacks["neither"]["flops_speedup"] == pytest.approx(1.0)
+    for one in ("encoder only", "decoder only"):
+        assert 1.0 < stacks[one]["flops_speedup"] < stacks["both"]["flops_speedup"]
+    layers = entry["loss_by_exit_layer"]
+    positions = sum(row["positions"] for row in layers)
+    mean_loss = sum(row["positions"] * row["hashee_loss"] for row in layers) / positions
+    assert mean_loss == pytest.approx(-saved["train"]["stages"][-1]["best_val_primary"], rel=1e-5)
+    assert all(row["full_loss"] > 0 for row in layers) and record["meta"]["sweep"] == sweep.name
+    text = exits_markdown(record)
+    assert "| bbc_headlines | 0 | 1.2 |" in text and text.count("| bbc_headlines | 1.2 | 1 |") == len(layers)
 
 
 def test_generation_refuses_methods_and_targets_it_cannot_run(run_tiny):

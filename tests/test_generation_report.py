@@ -59,3 +59,27 @@ def test_order_of_two_points():
     assert generation.order(1.5, 2.0, worse) == "HashEE dominated"
     assert generation.order(2.0, 1.5, worse) == "trade-off (HashEE worse, faster)"
     assert generation.order(2.0, 2.0, tie) == "tie"
+
+
+def test_claim_lines_read_each_early_exit_method_not_the_full_model(rows):
+    lines = generation.claim_lines(rows)
+    assert len(lines) == 3 and "full" not in lines[2].split(": claim")[0]
+    # static@2 (2.54x) dominates HashEE@2, HashEE@2 dominates static@1.5 (1.83x): mixed
+    assert lines[2].startswith("- bbc_headlines, against static (1+ seeds per pair): claim (b) is mixed (")
+    assert "static@2.0 (2.54x): HashEE dominated" in lines[2] and "static@1.5 (1.83x): HashEE dominates" in lines[2]
+    only_slow = [r for r in rows if not (r["method"] == "static" and r["target"] == 2.0)]
+    assert "claim (b) holds (" in generation.claim_lines(only_slow)[2]
+    only_fast = [r for r in rows if not (r["method"] == "static" and r["target"] == 1.5)]
+    assert "claim (b) does **not** hold (" in generation.claim_lines(only_fast)[2]
+    assert generation.claim_markdown([r for r in rows if r["method"] != "static"]) == ""
+
+
+def test_a_tie_counts_for_the_faster_point():
+    from hashee.core.stats import MeanInterval
+
+    tie = MeanInterval(0.0, -0.01, 0.01, 1)
+    pair = {"order": "tie", "interval": tie, "speedup": 2.03, "other_speedup": 2.54}
+    assert generation.standing(pair) == "behind"
+    assert generation.standing({**pair, "speedup": 2.6}) == "ahead"
+    assert generation.standing({**pair, "speedup": 2.54}) == "neither"
+    assert generation.standing({**pair, "order": "trade-off (HashEE better, slower)"}) == "neither"

@@ -46,7 +46,7 @@ def markdown_sections(rows: list[dict[str, Any]]) -> dict[str, str]:
     (methods at equal realized speed-up), ``runs`` (every run at its nominal target), ``families`` (HashEE's
     validation choice), ``intervals`` and ``pareto``, ``heads`` (each exit head on its own), ``claim`` (the claim
     rows with at least two seeds on each side: the README's), ``generation`` (HashEE's generation points against
-    every other one, paired)."""
+    every other one, paired) and ``generation_claim`` (its claim (b) lines: the README's)."""
     from hashee.reports.statistics import by_point, interval_rows, load_outputs, pareto_rows
 
     outputs = load_outputs(rows)
@@ -58,7 +58,7 @@ def markdown_sections(rows: list[dict[str, Any]]) -> dict[str, str]:
             "intervals": report_stats.intervals_markdown(interval_rows(points, outputs), 0),
             "pareto": report_stats.pareto_markdown(pareto_rows(points, outputs)),
             "heads": report_diagnostics.markdown_section(heads) if heads else "",
-            "generation": report_generation.markdown(rows)}
+            "generation": report_generation.markdown(rows), "generation_claim": report_generation.claim_markdown(rows)}
 
 
 def difficulty_report(sweep_dir: Path, out: Path) -> dict[str, Any]:
@@ -112,7 +112,8 @@ def build_report(sweep_dir: Path, out: Path, curve_targets: Iterable[float] = CU
     if heads:
         md += ["", report_diagnostics.markdown_section(heads), ""] + [f"![{i}]({i})" for i in head_images]
     generation = report_generation.markdown(rows)
-    md += ["", "## Generation: HashEE against every other point", "", generation] if generation else []
+    claim_b = report_generation.claim_markdown(rows)
+    md += ["", "## Generation: HashEE against every other point", "", claim_b, generation] if generation else []
     timing_md, timing_images = report_timing.report_section(sweep_dir, out)  # hashee-timing's record, if any
     md += ["", timing_md] + [f"![{i}]({i})" for i in timing_images] if timing_md else []
     images += timing_images

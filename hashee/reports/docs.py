@@ -8,7 +8,8 @@ repository root: the nearest folder above the docs file that holds ``pyproject.t
     <!-- /hashee-report -->
 
 The study may also be one record file: a ``hashee-timing`` record (section ``timing``) or a ``hashee-scaling`` one
-(section ``scaling``), e.g. ``<!-- hashee-report results/timing/ceiling.json scaling -->``; a folder of
+(section ``scaling``), e.g. ``<!-- hashee-report results/timing/ceiling.json scaling -->``, or a
+``hashee-generation-exits`` one (section ``generation_exits``); a folder of
 ``experiment=difficulty_model`` runs gives ``difficulty`` (and ``difficulty_claim``, its claim lines alone).
 
 ``--docs`` rewrites every block from the committed runs; ``--check`` only compares and names every block that
@@ -31,13 +32,15 @@ def _sections(study: Path) -> dict[str, str]:
     ``hashee-scaling`` record (its ``scaling.json``, under any name) gives ``scaling``."""
     import json
 
-    from hashee.reports import difficulty, scaling, timing
+    from hashee.reports import difficulty, generation, scaling, timing
     from hashee.reports.build import load_rows, markdown_sections
 
     if study.is_file():
         record = json.loads(study.read_text())
         if "scenarios" in record:
             return {"timing": timing.markdown(record)}
+        if record.get("kind") == "generation_exits":
+            return {"generation_exits": generation.exits_markdown(record)}
         return {"scaling": scaling.markdown(record["rows"])}
     if difficulty.is_study(study):
         return {"difficulty": difficulty.markdown(study), "difficulty_claim": difficulty.claim_markdown(study)}
