@@ -38,6 +38,26 @@ def test_scaling_writes_a_row_per_method_and_cell_and_its_plots(tmp_path):
     assert (tmp_path / "efficiency_vs_batch.png").exists() and (tmp_path / "efficiency_vs_length.png").exists()
 
 
+def test_profile_covers_the_full_model_and_each_target_beside_the_cells_fastest_pass(tmp_path):
+    from hashee.reports.docs import render
+
+    rows = run(["backbone=tiny", "data.train_limit=64", "--inputs", "rotten_tomatoes@32", "--batch-sizes", "4",
+                "--targets", "1.5,2", "--tokens", "60", "--repeats", "1", "--threads", "1", "--profile",
+                "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "profile.json").read_text())
+    by_method = {p["method"]: p for p in record["profiles"]}
+    assert set(by_method) == {"full", "hashee@1.5", "hashee@2"}
+    for method, entry in by_method.items():
+        cell = next(r for r in rows if r["method"] == method)
+        assert entry["wall_s"] == cell["seconds"] and entry["batch_size"] == 4
+        selfs = [op["self_s"] for op in entry["ops"]]
+        assert selfs == sorted(selfs, reverse=True) and entry["self_s"] == pytest.approx(sum(selfs))
+        assert any(op["op"] == "aten::addmm" and op["calls"] > 0 for op in entry["ops"])
+    text = render(tmp_path / "profile.json", "profile")
+    assert "**rotten_tomatoes@32, batch 4**" in text and "| aten::addmm |" in text
+    assert text.count("| fastest unprofiled pass |") == 1 and "hashee@2 s (full / it)" in text
+
+
 def test_the_console_script_exits_0_on_success(tmp_path):
     args = ["backbone=tiny", "data.train_limit=64", "--inputs", "rotten_tomatoes@32", "--batch-sizes", "2",
             "--targets", "2", "--tokens", "40", "--repeats", "1", "--threads", "1", "--out", str(tmp_path)]

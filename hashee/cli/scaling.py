@@ -21,6 +21,12 @@ D / L of it) and everything else in proportion to its FLOPs.
 Each input uses the same examples at every batch size: the first ``max(largest batch, tokens / mean length)`` of
 the split.
 Writes ``scaling.json``, ``scaling.md`` and two plots (efficiency against batch size, and against length).
+
+``--profile``: after each cell, one more pass of the full model and of HashEE at every target under
+``torch.profiler`` (CPU): each operator's self time and calls, their total, and the unprofiled fastest pass of the
+cell beside it (what the operators do not account for is time outside them: Python, dispatch, planning). Writes
+``profile.json``; ``hashee-report`` renders it (:func:`hashee.reports.scaling.profile_markdown`). Profile on a quiet
+machine: memory-bound operators slow down most when other processes share the cores.
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--allocator", choices=("keep_freed_memory", "default"), default="keep_freed_memory",
                         help="glibc malloc as hashee-bench runs it (hashee/core/allocator.py), or untouched")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one pass of the full model and of each HashEE target per cell (profile.json)")
     parser.add_argument("--out", default="outputs/scaling")
     return parser.parse_known_args(argv)
 
@@ -106,6 +114,33 @@ def measure_fixed_cost(data: dict[str, Any], largest_batch: int) -> dict[str, An
     batches = data["datamodule"].eval_batches("test", batch_size=largest_batch)
     reference = next(iter(data["modules"].values()))
     return fixed_batch_cost(reference.full_logits, batches[len(batches) // 2])
+
+
+def cell_functions(data: dict[str, Any]) -> dict[str, Callable[[Any], Any]]:
+    """The functions a profile covers: the full model and HashEE at every target."""
+    reference = next(iter(data["modules"].values()))
+    return {"full": reference.full_logits, **{f"hashee@{t}": m.predict for t, m in data["modules"].items()}}
+
+
+def profile_cell(data: dict[str, Any], batch_size: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One profiled pass per function of :func:`cell_functions` over the cell's batches (after a warm-up pass):
+    operators by self time, their total, and the cell's unprofiled fastest pass (``rows``)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    batches = data["datamodule"].eval_batches("test", batch_size=batch_size)
+    fastest = {r["method"]: r["seconds"] for r in rows if r["input"] == data["name"] and r["batch_size"] == batch_size}
+    profiles = []
+    for name, fn in cell_functions(data).items():
+        for batch in batches:  # warm-up: the profiled pass starts from the same state as a timed one
+            fn(batch)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for batch in batches:
+                fn(batch)
+        ops = sorted(({"op": e.key, "calls": e.count, "self_s": e.self_cpu_time_total / 1e6}
+                      for e in prof.key_averages()), key=lambda op: -op["self_s"])
+        profiles.append({"input": data["name"], "batch_size": batch_size, "method": name,
+                         "wall_s": fastest[name], "self_s": sum(op["self_s"] for op in ops), "ops": ops})
+    return profiles
 
 
 def time_interleaved(fns: dict[str, Callable[[Any], Any]], batches: list, repeats: int) -> dict[str, list[float]]:
@@ -208,6 +243,7 @@ def run(argv: list[str]) -> list[dict[str, Any]]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
+    profiles: list[dict[str, Any]] = []
     meta = {"threads": torch.get_num_threads(), "allocator": allocator_setting(), "repeats": args.repeats, "tokens": args.tokens,
             "torch": torch.__version__, "overrides": overrides, "code": code_version()}
     for name in args.inputs.split(","):
@@ -217,6 +253,9 @@ def run(argv: list[str]) -> list[dict[str, Any]]:
         for batch_size in batch_sizes:
             with torch.inference_mode():
                 rows += measure_cell(data, batch_size, args.repeats)
+                if args.profile:
+                    profiles += profile_cell(data, batch_size, rows)
+                    (out / "profile.json").write_text(json.dumps({"meta": meta, "profiles": profiles}, indent=1))
             # written after every cell: an interrupted run keeps what it measured
             (out / "scaling.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
             (out / "scaling.md").write_text(markdown(rows))

@@ -9,7 +9,8 @@ repository root: the nearest folder above the docs file that holds ``pyproject.t
 
 The study may also be one record file: a ``hashee-timing`` record (section ``timing``) or a ``hashee-scaling`` one
 (section ``scaling``), e.g. ``<!-- hashee-report results/timing/ceiling.json scaling -->``, or a
-``hashee-generation-exits`` one (section ``generation_exits``); a folder of
+``hashee-generation-exits`` one (section ``generation_exits``) or a ``hashee-scaling --profile`` one
+(``profile.json``: section ``profile``); a folder of
 ``experiment=difficulty_model`` runs gives ``difficulty`` (and ``difficulty_claim``, its claim lines alone).
 
 ``--docs`` rewrites every block from the committed runs; ``--check`` only compares and names every block that
@@ -41,6 +42,8 @@ def _sections(study: Path) -> dict[str, str]:
             return {"timing": timing.markdown(record)}
         if record.get("kind") == "generation_exits":
             return {"generation_exits": generation.exits_markdown(record)}
+        if "profiles" in record:
+            return {"profile": scaling.profile_markdown(record)}
         return {"scaling": scaling.markdown(record["rows"])}
     if difficulty.is_study(study):
         return {"difficulty": difficulty.markdown(study), "difficulty_claim": difficulty.claim_markdown(study)}

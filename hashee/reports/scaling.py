@@ -34,3 +34,37 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         cols += [hashee_cell(by_method[m]) for m in targets]
         lines.append("| " + " | ".join(cols) + " |")
     return "\n".join(lines) + "\n"
+
+
+PROFILE_OPS = 10  # operators shown per cell: the top ones by the full model's self time, then HashEE's
+
+
+def profile_markdown(record: dict[str, Any]) -> str:
+    """A ``hashee-scaling --profile`` record: per (input, batch size), each operator's self seconds for the full model
+    and HashEE at every target (with the full model's over HashEE's: how much it shrank), their total, the cell's
+    unprofiled fastest pass, and the rest (wall minus operators: time outside them)."""
+    cells: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+    for entry in record["profiles"]:
+        cells.setdefault((entry["input"], entry["batch_size"]), {})[entry["method"]] = entry
+    lines = []
+    for (name, batch), by_method in cells.items():
+        methods = ["full"] + sorted((m for m in by_method if m != "full"), key=lambda m: float(m.split("@")[1]))
+        seconds = {m: {op["op"]: op["self_s"] for op in by_method[m]["ops"]} for m in methods}
+        shown = [op["op"] for op in by_method["full"]["ops"][:PROFILE_OPS]]
+        for m in methods[1:]:
+            shown += [op["op"] for op in by_method[m]["ops"][:PROFILE_OPS] if op["op"] not in shown]
+        head = ["operator", "full s"] + [f"{m} s (full / it)" for m in methods[1:]]
+        lines += [f"**{name}, batch {batch}**", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+
+        def line(label: str, values: dict[str, float]) -> str:
+            full = values["full"]
+            cells_ = [f"{values[m]:.3f} ({full / values[m]:.2f})" if values[m] > 0 else "0" for m in methods[1:]]
+            return f"| {label} | {full:.3f} | " + " | ".join(cells_) + " |"
+
+        lines += [line(op, {m: seconds[m].get(op, 0.0) for m in methods}) for op in shown]
+        lines.append(line("all operators (self)", {m: by_method[m]["self_s"] for m in methods}))
+        lines.append(line("fastest unprofiled pass", {m: by_method[m]["wall_s"] for m in methods}))
+        lines.append(line("outside operators (pass minus self)",
+                          {m: max(by_method[m]["wall_s"] - by_method[m]["self_s"], 0.0) for m in methods}))
+        lines.append("")
+    return "\n".join(lines)
