@@ -122,6 +122,20 @@ def cell_functions(data: dict[str, Any]) -> dict[str, Callable[[Any], Any]]:
     return {"full": reference.full_logits, **{f"hashee@{t}": m.predict for t, m in data["modules"].items()}}
 
 
+PROFILE_SHARE = 0.001  # operators below this share of a pass's self time are summed into one "(other operators)" line
+
+
+def condense(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Operators by self time, those under :data:`PROFILE_SHARE` of the total summed into one line (kept last)."""
+    total = sum(op["self_s"] for op in ops)
+    ordered = sorted(ops, key=lambda op: -op["self_s"])
+    kept = [op for op in ordered if op["self_s"] >= PROFILE_SHARE * total]
+    rest = [op for op in ordered if op["self_s"] < PROFILE_SHARE * total]
+    other = [{"op": "(other operators)", "calls": sum(op["calls"] for op in rest),
+              "self_s": sum(op["self_s"] for op in rest)}] if rest else []
+    return kept + other
+
+
 def profile_cell(data: dict[str, Any], batch_size: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One profiled pass per function of :func:`cell_functions` over the cell's batches (after a warm-up pass):
     operators by self time, their total, and the cell's unprofiled fastest pass (``rows``)."""
@@ -136,8 +150,8 @@ def profile_cell(data: dict[str, Any], batch_size: int, rows: list[dict[str, Any
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for batch in batches:
                 fn(batch)
-        ops = sorted(({"op": e.key, "calls": e.count, "self_s": e.self_cpu_time_total / 1e6}
-                      for e in prof.key_averages()), key=lambda op: -op["self_s"])
+        ops = condense([{"op": e.key, "calls": e.count, "self_s": e.self_cpu_time_total / 1e6}
+                        for e in prof.key_averages()])
         profiles.append({"input": data["name"], "batch_size": batch_size, "method": name,
                          "wall_s": fastest[name], "self_s": sum(op["self_s"] for op in ops), "ops": ops})
     return profiles
