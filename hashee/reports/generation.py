@@ -198,6 +198,10 @@ def _point(method: str, target: Any, speedup: float) -> str:
     return f"{method}@{target} ({speedup:.2f}x)" if target is not None else f"{method} ({speedup:.2f}x)"
 
 
+def _seeds(count: int) -> str:
+    return f"{count} seed{'s' if count != 1 else ''}"
+
+
 def claim_line(task: str, other: str, equal: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> str:
     """One sentence: does HashEE keep more quality than ``other`` at fewer FLOPs on ``task``? At equal realized
     speed-up where ``other``'s curve reaches HashEE's points, else by the Pareto pairs (module docstring)."""
@@ -206,7 +210,7 @@ def claim_line(task: str, other: str, equal: list[dict[str, Any]], pairs: list[d
         better = [r for r in reached if equal_verdict(r) == "better"]
         verdict = ("holds" if len(better) == len(reached) else "does **not** hold" if not better else
                    "holds at some speed-ups only")
-        reasons = "; ".join(f"{r['hashee']}@{r['target']} ({r['speedup']:.2f}x, {r['seeds']} seeds): "
+        reasons = "; ".join(f"{r['hashee']}@{r['target']} ({r['speedup']:.2f}x, {_seeds(r['seeds'])}): "
                             f"{100 * r['interval'].mean:+.2f} [{100 * r['interval'].low:+.2f}, "
                             f"{100 * r['interval'].high:+.2f}], {equal_verdict(r)}" for r in reached)
         return f"- {task}, against {other} at equal realized speed-up: claim (b) {verdict} ({reasons})."
