@@ -108,10 +108,9 @@ def run_pairs(sweep_dir: Path) -> list[tuple[Path, Path, dict[str, Any]]]:
             if r["method_contract"]["token_exits"] and (r["task"], r["seed"]) in full]
 
 
-def measure(hashee_dir: Path, full_dir: Path, recorded: Mapping[str, Any]) -> dict[str, Any]:
-    """Both measurements for one HashEE run (module docstring)."""
+def measure(hashee_dir: Path, full: Seq2SeqModule, recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """Both measurements for one HashEE run against the full model of its seed (module docstring)."""
     hashee, datamodule, _ = load_finished_run(hashee_dir)
-    full, _, _ = load_finished_run(full_dir)
     metric = recorded["primary_metric"]
     stacks = exits_switched_off(hashee, datamodule, recorded["reported_split"], metric)
     return {"task": recorded["task"], "seed": recorded["seed"], "target": recorded["config"].get("target_speedup"),
@@ -126,9 +125,11 @@ def run(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=None, help="the record (default: SWEEP_DIR/generation_exits.json)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    runs = []
+    runs, full_models = [], {}
     for hashee_dir, full_dir, recorded in run_pairs(args.sweep_dir):
-        entry = measure(hashee_dir, full_dir, recorded)
+        if full_dir not in full_models:  # one full model per seed serves every HashEE run of that seed
+            full_models[full_dir] = load_finished_run(full_dir)[0]
+        entry = measure(hashee_dir, full_models[full_dir], recorded)
         runs.append({"run": hashee_dir.relative_to(args.sweep_dir).as_posix(),
                      "full_run": full_dir.relative_to(args.sweep_dir).as_posix(), **entry})
         print(f"{entry['task']} seed {entry['seed']} target {entry['target']}: "

@@ -97,13 +97,15 @@ def curve_at(points: list[tuple[float, np.ndarray]], speedup: float) -> np.ndarr
     return None
 
 
-def curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[int, list[tuple[float, np.ndarray]]]]:
-    """``{(task, method): {seed: [(speed-up, scores)]}}`` of every non-focal method with an operating point, the full
-    model's point at 1x added to a method whose curve includes it (static truncation)."""
+def curves(rows: list[dict[str, Any]], points: dict[tuple, dict[int, dict[str, Any]]]
+           ) -> dict[tuple[str, str], dict[int, list[tuple[float, np.ndarray]]]]:
+    """``{(task, method): {seed: [(speed-up, scores)]}}`` of every non-focal method with an operating point (from
+    :func:`generation_points`), the full model's point at 1x added to a method whose curve includes it (static
+    truncation)."""
     contracts = {row["method"]: row_contract(row) for row in rows}
     full: dict[tuple[str, int], tuple[float, np.ndarray]] = {}
     out: dict[tuple[str, str], dict[int, list]] = defaultdict(lambda: defaultdict(list))
-    for (task, method, _), seeds in generation_points(rows).items():
+    for (task, method, _), seeds in points.items():
         contract = contracts[method]
         for seed, point in seeds.items():
             if contract.full_model:
@@ -120,11 +122,12 @@ def curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[int, list[t
 def equal_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every HashEE point against every other early-exit method's curve read at each seed's own HashEE speed-up."""
     points, contracts = generation_points(rows), {row["method"]: row_contract(row) for row in rows}
+    other_curves = curves(rows, points)
     table = []
     for (task, method, target), seeds in sorted(points.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
         if not contracts[method].focal:
             continue
-        for (other_task, other), other_seeds in sorted(curves(rows).items()):
+        for (other_task, other), other_seeds in sorted(other_curves.items()):
             if other_task != task:
                 continue
             read = {s: curve_at(other_seeds[s], seeds[s]["speedup"]) for s in sorted(seeds) if s in other_seeds}
