@@ -55,9 +55,30 @@ def test_profile_covers_the_full_model_and_each_target_beside_the_cells_fastest_
         assert entry["self_s"] == pytest.approx(sum(op["self_s"] for op in entry["ops"]))
         assert all(op["self_s"] >= 0.001 * entry["self_s"] for op in entry["ops"] if op["op"] != "(other operators)")
         assert any(op["op"] == "aten::addmm" and op["calls"] > 0 for op in entry["ops"])
+        assert entry["batches"] == 1 + (record_examples(rows) - 1) // 4 and entry["profiled_wall_s"] > 0
     text = render(tmp_path / "profile.json", "profile")
     assert "**rotten_tomatoes@32, batch 4**" in text and "| aten::addmm |" in text
     assert text.count("| fastest unprofiled pass |") == 1 and "hashee@2 s (full / it)" in text
+
+
+def record_examples(rows: list[dict]) -> int:
+    return rows[0]["examples"]
+
+
+def test_time_outside_operators_is_the_profiled_pass_minus_its_operators_never_the_unprofiled_pass():
+    from hashee.reports.scaling import profile_markdown
+
+    def entry(method: str, wall: float, profiled: float | None, self_s: float, calls: int) -> dict:
+        base = {"input": "sst2", "batch_size": 32, "method": method, "wall_s": wall, "self_s": self_s,
+                "ops": [{"op": "aten::addmm", "calls": calls, "self_s": self_s}]}
+        return base if profiled is None else {**base, "profiled_wall_s": profiled, "batches": 10}
+
+    text = profile_markdown({"profiles": [entry("full", 1.9, 2.25, 2.1, 8000), entry("hashee@2", 1.1, 1.40, 1.25, 12000)]})
+    assert "| outside operators (profiled pass minus self) | 0.150 | 0.150 (1.00) |" in text
+    assert "| operator calls per batch | 800 | 1200 (0.67) |" in text
+    assert "| fastest unprofiled pass | 1.900 | 1.100 (1.73) |" in text
+    old = profile_markdown({"profiles": [entry("full", 1.9, None, 2.1, 8000), entry("hashee@2", 1.1, None, 1.25, 9000)]})
+    assert "| outside operators (profiled pass minus self) | - | - |" in old  # no wall of the profiled pass: no figure
 
 
 def test_the_console_script_exits_0_on_success(tmp_path):

@@ -35,6 +35,7 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -138,7 +139,8 @@ def condense(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def profile_cell(data: dict[str, Any], batch_size: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One profiled pass per function of :func:`cell_functions` over the cell's batches (after a warm-up pass):
-    operators by self time, their total, and the cell's unprofiled fastest pass (``rows``)."""
+    operators by self time, their total, the profiled pass's own wall time (so that wall minus operators is the
+    time outside them, both under the profiler) and the cell's unprofiled fastest pass (``rows``)."""
     from torch.profiler import ProfilerActivity, profile
 
     batches = data["datamodule"].eval_batches("test", batch_size=batch_size)
@@ -148,12 +150,15 @@ def profile_cell(data: dict[str, Any], batch_size: int, rows: list[dict[str, Any
         for batch in batches:  # warm-up: the profiled pass starts from the same state as a timed one
             fn(batch)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
+            start = time.perf_counter()
             for batch in batches:
                 fn(batch)
+            profiled_wall = time.perf_counter() - start
         ops = condense([{"op": e.key, "calls": e.count, "self_s": e.self_cpu_time_total / 1e6}
                         for e in prof.key_averages()])
         profiles.append({"input": data["name"], "batch_size": batch_size, "method": name,
-                         "wall_s": fastest[name], "self_s": sum(op["self_s"] for op in ops), "ops": ops})
+                         "wall_s": fastest[name], "profiled_wall_s": profiled_wall, "batches": len(batches),
+                         "self_s": sum(op["self_s"] for op in ops), "ops": ops})
     return profiles
 
 

@@ -41,8 +41,9 @@ PROFILE_OPS = 10  # operators shown per cell: the top ones by the full model's s
 
 def profile_markdown(record: dict[str, Any]) -> str:
     """A ``hashee-scaling --profile`` record: per (input, batch size), each operator's self seconds for the full model
-    and HashEE at every target (with the full model's over HashEE's: how much it shrank), their total, the cell's
-    unprofiled fastest pass, and the rest (wall minus operators: time outside them)."""
+    and HashEE at every target (with the full model's over HashEE's: how much it shrank), their total, the operator
+    calls per batch, the cell's unprofiled fastest pass, and the time outside operators (the profiled pass's wall
+    minus its operators' self time: both under the profiler; a record without the profiled wall shows "-")."""
     cells: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     for entry in record["profiles"]:
         cells.setdefault((entry["input"], entry["batch_size"]), {})[entry["method"]] = entry
@@ -56,15 +57,30 @@ def profile_markdown(record: dict[str, Any]) -> str:
         head = ["operator", "full s"] + [f"{m} s (full / it)" for m in methods[1:]]
         lines += [f"**{name}, batch {batch}**", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
 
-        def line(label: str, values: dict[str, float]) -> str:
+        def line(label: str, values: dict[str, float | None], digits: int = 3) -> str:
             full = values["full"]
-            cells_ = [f"{values[m]:.3f} ({full / values[m]:.2f})" if values[m] > 0 else "0" for m in methods[1:]]
-            return f"| {label} | {full:.3f} | " + " | ".join(cells_) + " |"
+
+            def cell(value: float | None) -> str:
+                if value is None or full is None:
+                    return "-"
+                return f"{value:.{digits}f} ({full / value:.2f})" if value > 0 else "0"
+            first = "-" if full is None else f"{full:.{digits}f}"
+            return f"| {label} | {first} | " + " | ".join(cell(values[m]) for m in methods[1:]) + " |"
 
         lines += [line(op, {m: seconds[m].get(op, 0.0) for m in methods}) for op in shown]
         lines.append(line("all operators (self)", {m: by_method[m]["self_s"] for m in methods}))
+        lines.append(line("operator calls per batch", {m: _calls_per_batch(by_method[m]) for m in methods}, digits=0))
         lines.append(line("fastest unprofiled pass", {m: by_method[m]["wall_s"] for m in methods}))
-        lines.append(line("outside operators (pass minus self)",
-                          {m: max(by_method[m]["wall_s"] - by_method[m]["self_s"], 0.0) for m in methods}))
+        lines.append(line("outside operators (profiled pass minus self)", {m: _outside(by_method[m]) for m in methods}))
         lines.append("")
     return "\n".join(lines)
+
+
+def _calls_per_batch(entry: dict[str, Any]) -> float | None:
+    """Operator calls of one profiled pass per batch (None for a record that did not count its batches)."""
+    return sum(op["calls"] for op in entry["ops"]) / entry["batches"] if entry.get("batches") else None
+
+
+def _outside(entry: dict[str, Any]) -> float | None:
+    """Seconds of the profiled pass spent outside operators (Python, dispatch, the profiler's own bookkeeping)."""
+    return max(entry["profiled_wall_s"] - entry["self_s"], 0.0) if "profiled_wall_s" in entry else None
