@@ -55,14 +55,10 @@ def test_profile_covers_the_full_model_and_each_target_beside_the_cells_fastest_
         assert entry["self_s"] == pytest.approx(sum(op["self_s"] for op in entry["ops"]))
         assert all(op["self_s"] >= 0.001 * entry["self_s"] for op in entry["ops"] if op["op"] != "(other operators)")
         assert any(op["op"] == "aten::addmm" and op["calls"] > 0 for op in entry["ops"])
-        assert entry["batches"] == 1 + (record_examples(rows) - 1) // 4 and entry["profiled_wall_s"] > 0
+        assert entry["batches"] == 1 + (rows[0]["examples"] - 1) // 4 and entry["profiled_wall_s"] > 0
     text = render(tmp_path / "profile.json", "profile")
     assert "**rotten_tomatoes@32, batch 4**" in text and "| aten::addmm |" in text
     assert text.count("| fastest unprofiled pass |") == 1 and "hashee@2 s (full / it)" in text
-
-
-def record_examples(rows: list[dict]) -> int:
-    return rows[0]["examples"]
 
 
 def test_time_outside_operators_is_the_profiled_pass_minus_its_operators_never_the_unprofiled_pass():
